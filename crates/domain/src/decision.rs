@@ -1,0 +1,291 @@
+//! The authorization decision (SPEC §6): may this request, carrying this
+//! token, proceed?
+
+use std::fmt;
+use std::str::FromStr;
+
+use crate::api::Api;
+use crate::grant::Grant;
+use crate::provider::Provider;
+use crate::referer::{self, RefererDenial};
+use crate::source::{CanonicalQuery, Matcher, TableKey};
+use crate::timestamp::Timestamp;
+use crate::token::Policy;
+
+/// Why a request is refused, in the order the checks run: the first reason
+/// that applies is the one reported.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum DenyReason {
+    /// The value is not in the token format; no storage was consulted.
+    TokenMalformed,
+    /// No such token, or it was deleted.
+    TokenUnknown,
+    /// The token is past its expiration date.
+    TokenExpired,
+    /// The token does not allow the requested API.
+    ApiNotAllowed,
+    /// The token is restricted to websites and the request names none.
+    RefererMissing,
+    /// The request's website is not one the token allows.
+    RefererNotAllowed,
+    /// The token has no grant on the requested connection.
+    ConnectionNotGranted,
+    /// No grant on the connection serves this API and source.
+    SourceNotGranted,
+}
+
+impl DenyReason {
+    /// Every reason, in the order the checks run.
+    pub const ALL: [DenyReason; 8] = [
+        DenyReason::TokenMalformed,
+        DenyReason::TokenUnknown,
+        DenyReason::TokenExpired,
+        DenyReason::ApiNotAllowed,
+        DenyReason::RefererMissing,
+        DenyReason::RefererNotAllowed,
+        DenyReason::ConnectionNotGranted,
+        DenyReason::SourceNotGranted,
+    ];
+
+    /// The reason's code on the wire.
+    #[must_use]
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            DenyReason::TokenMalformed => "token_malformed",
+            DenyReason::TokenUnknown => "token_unknown",
+            DenyReason::TokenExpired => "token_expired",
+            DenyReason::ApiNotAllowed => "api_not_allowed",
+            DenyReason::RefererMissing => "referer_missing",
+            DenyReason::RefererNotAllowed => "referer_not_allowed",
+            DenyReason::ConnectionNotGranted => "connection_not_granted",
+            DenyReason::SourceNotGranted => "source_not_granted",
+        }
+    }
+
+    /// Whether the reason is about the token itself (it is not a token that
+    /// works) rather than about what it was used for.
+    #[must_use]
+    pub const fn is_credential_failure(self) -> bool {
+        matches!(
+            self,
+            DenyReason::TokenMalformed | DenyReason::TokenUnknown | DenyReason::TokenExpired
+        )
+    }
+}
+
+impl fmt::Display for DenyReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// What kind of source a request reads or writes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum SourceType {
+    /// A table (for `imports`, the destination).
+    Table,
+    /// A tileset: named like a table.
+    Tileset,
+    /// An SQL query.
+    Query,
+}
+
+impl SourceType {
+    /// Every source type.
+    pub const ALL: [SourceType; 3] = [SourceType::Table, SourceType::Tileset, SourceType::Query];
+
+    /// The type's name on the wire.
+    #[must_use]
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            SourceType::Table => "table",
+            SourceType::Tileset => "tileset",
+            SourceType::Query => "query",
+        }
+    }
+}
+
+/// The name is not a source type.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown source type; expected one of table, tileset, query")]
+pub struct UnknownSourceType;
+
+impl FromStr for SourceType {
+    type Err = UnknownSourceType;
+
+    fn from_str(name: &str) -> Result<Self, Self::Err> {
+        SourceType::ALL
+            .into_iter()
+            .find(|t| t.as_str() == name)
+            .ok_or(UnknownSourceType)
+    }
+}
+
+/// The data a request touches.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Target<'a> {
+    /// The connection's name, as sent (it may name no connection at all).
+    pub connection: &'a str,
+    /// What kind of source `source` is.
+    pub source_type: SourceType,
+    /// The table or tileset name, or the SQL text.
+    pub source: &'a str,
+}
+
+/// A request to a data API, as far as the decision needs it.
+///
+/// Invariant: there is a target exactly when the API is not `lds`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct AccessRequest<'a> {
+    api: Api,
+    target: Option<Target<'a>>,
+    referer: Option<&'a str>,
+    origin: Option<&'a str>,
+}
+
+/// A request to an API other than `lds` that does not say what it touches.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("a request to the {0} API needs connection_name, source_type and source")]
+pub struct MissingTarget(pub Api);
+
+impl<'a> AccessRequest<'a> {
+    /// Describes a request. For `lds` any target is ignored: that API reads
+    /// no data source.
+    ///
+    /// # Errors
+    /// [`MissingTarget`] when another API comes without a target.
+    pub fn new(
+        api: Api,
+        target: Option<Target<'a>>,
+        referer: Option<&'a str>,
+        origin: Option<&'a str>,
+    ) -> Result<Self, MissingTarget> {
+        let target = match api {
+            Api::Lds => None,
+            _ => Some(target.ok_or(MissingTarget(api))?),
+        };
+        Ok(Self {
+            api,
+            target,
+            referer,
+            origin,
+        })
+    }
+
+    /// The API the request is for.
+    #[must_use]
+    pub fn api(&self) -> Api {
+        self.api
+    }
+
+    /// The data the request touches; `None` for `lds`.
+    #[must_use]
+    pub fn target(&self) -> Option<Target<'a>> {
+        self.target
+    }
+}
+
+/// The requested source parsed as each provider needs it, computed on first
+/// use: a request that is refused before its source matters pays nothing,
+/// and a source compared with a hundred grants is parsed once.
+struct PreparedSource<'a> {
+    text: &'a str,
+    tables: [Option<Option<TableKey>>; Provider::ALL.len()],
+    queries: [Option<Option<CanonicalQuery>>; Provider::ALL.len()],
+}
+
+impl<'a> PreparedSource<'a> {
+    fn new(text: &'a str) -> Self {
+        Self {
+            text,
+            tables: Default::default(),
+            queries: Default::default(),
+        }
+    }
+
+    fn table(&mut self, provider: Provider) -> Option<&TableKey> {
+        let text = self.text;
+        self.tables[provider.index()]
+            .get_or_insert_with(|| TableKey::parse(text, provider))
+            .as_ref()
+    }
+
+    fn query(&mut self, provider: Provider) -> Option<&CanonicalQuery> {
+        let text = self.text;
+        self.queries[provider.index()]
+            .get_or_insert_with(|| CanonicalQuery::new(text, provider).ok())
+            .as_ref()
+    }
+}
+
+/// Whether `grant` lets `api` use the prepared source of type `source_type`.
+fn grant_allows(
+    grant: &Grant,
+    api: Api,
+    source_type: SourceType,
+    source: &mut PreparedSource<'_>,
+) -> bool {
+    use SourceType::{Query, Table, Tileset};
+    let provider = grant.provider();
+    match (grant.source().matcher(), api, source_type) {
+        (Matcher::All, Api::Sql | Api::Maps, _) | (Matcher::All, Api::Imports, Table) => true,
+        (Matcher::Table(granted), Api::Maps, Table | Tileset)
+        | (Matcher::Table(granted), Api::Imports, Table) => source.table(provider) == Some(granted),
+        (Matcher::Pattern(pattern), Api::Maps, Table | Tileset)
+        | (Matcher::Pattern(pattern), Api::Imports, Table) => source
+            .table(provider)
+            .is_some_and(|table| pattern.matches(table)),
+        (Matcher::Query(granted), Api::Sql | Api::Maps, Query) => {
+            source.query(provider) == Some(granted)
+        }
+        _ => false,
+    }
+}
+
+/// Decides a request made with a token of `policy` at `now`.
+///
+/// The token's format and existence (the first two reasons) are the
+/// caller's to check, since they come before the policy is known; this
+/// function checks the rest, in order, and reports the first that fails.
+///
+/// # Errors
+/// The [`DenyReason`] that refuses the request.
+pub fn decide(
+    policy: &Policy,
+    request: &AccessRequest<'_>,
+    now: Timestamp,
+) -> Result<(), DenyReason> {
+    if policy
+        .expiration()
+        .is_some_and(|expiration| now >= expiration)
+    {
+        return Err(DenyReason::TokenExpired);
+    }
+    if !policy.apis().contains(request.api) {
+        return Err(DenyReason::ApiNotAllowed);
+    }
+    referer::check(policy.referers(), request.referer, request.origin).map_err(|denial| {
+        match denial {
+            RefererDenial::Missing => DenyReason::RefererMissing,
+            RefererDenial::NotAllowed => DenyReason::RefererNotAllowed,
+        }
+    })?;
+    let Some(target) = request.target else {
+        return Ok(());
+    };
+    let mut on_connection = policy
+        .grants()
+        .iter()
+        .filter(|grant| grant.connection().as_str() == target.connection)
+        .peekable();
+    if on_connection.peek().is_none() {
+        return Err(DenyReason::ConnectionNotGranted);
+    }
+    let mut source = PreparedSource::new(target.source);
+    if on_connection.any(|grant| grant_allows(grant, request.api, target.source_type, &mut source))
+    {
+        Ok(())
+    } else {
+        Err(DenyReason::SourceNotGranted)
+    }
+}

@@ -1,0 +1,32 @@
+//! The pure core of latchkey: tokens, grants, referer patterns, their
+//! validation and the authorization decision.
+//!
+//! Architecture invariant: this crate performs no I/O and depends on no
+//! async, database, serialisation or web crate. Everything here is a
+//! deterministic function of its inputs; randomness and the current time are
+//! handed in by the caller. Values that exist are valid: every newtype checks
+//! its invariant in its constructor, so later code never re-checks it.
+
+pub mod api;
+mod base62;
+pub mod decision;
+pub mod grant;
+pub mod names;
+pub mod provider;
+pub mod referer;
+pub mod secret;
+pub mod source;
+pub mod timestamp;
+pub mod token;
+pub mod validation;
+
+pub use api::{AllowedApis, Api, ApiSet};
+pub use decision::{AccessRequest, DenyReason, SourceType, Target};
+pub use grant::Grant;
+pub use names::{ConnectionName, OrgName, Principal, TokenId, TokenName, UserName};
+pub use provider::Provider;
+pub use referer::RefererPattern;
+pub use secret::{SealedSecret, SecretHash, TokenValue, UserKey};
+pub use source::{Source, SourceKind};
+pub use timestamp::Timestamp;
+pub use token::{Connection, Policy, Token};

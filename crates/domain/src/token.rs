@@ -1,0 +1,179 @@
+//! Tokens and their policy: what a token allows, whom it belongs to, and
+//! the bookkeeping the stores keep about it.
+
+use std::collections::HashSet;
+use std::hash::Hash;
+
+use crate::api::{AllowedApis, Api};
+use crate::grant::Grant;
+use crate::names::{ConnectionName, Principal, TokenId, TokenName};
+use crate::provider::Provider;
+use crate::referer::RefererPattern;
+use crate::secret::{SealedSecret, SecretHash};
+use crate::source::SourceKind;
+use crate::timestamp::Timestamp;
+
+/// The most grants a token may have (V10).
+pub const MAX_GRANTS: usize = 100;
+/// The most referer patterns a token may have (V8).
+pub const MAX_REFERERS: usize = 50;
+
+/// A connection to a data warehouse, as the catalog knows it.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct Connection {
+    /// Unique within the org.
+    pub name: ConnectionName,
+    /// The warehouse behind it.
+    pub provider: Provider,
+}
+
+/// A broken rule of a policy's shape.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PolicyError {
+    /// V3: an allowed API (other than `lds`) that no grant serves.
+    #[error("no grant serves the {0} API")]
+    ApiWithoutGrant(Api),
+    /// V4: the grant at this index serves none of the allowed APIs.
+    #[error("grant {0} serves none of the allowed APIs")]
+    GrantUnused(usize),
+    /// V10.
+    #[error("{0} grants; at most {MAX_GRANTS} are allowed")]
+    TooManyGrants(usize),
+    /// V8.
+    #[error("{0} referers; at most {MAX_REFERERS} are allowed")]
+    TooManyReferers(usize),
+}
+
+/// What a token allows.
+///
+/// Invariant: the allowed APIs hold V1 and V2; every allowed API but `lds`
+/// is served by a grant (V3) and every grant serves an allowed API (V4);
+/// grants and referers have no duplicates and are within V10 and V8. (The
+/// connection rule V5 needs the catalog and V9 the clock; they are checked
+/// by [`crate::validation`] when a policy is made from a request.)
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Policy {
+    apis: AllowedApis,
+    grants: Vec<Grant>,
+    referers: Vec<RefererPattern>,
+    expiration: Option<Timestamp>,
+}
+
+/// Removes later copies of equal items, keeping the first in place, and
+/// returns the kept items with their original indices.
+pub(crate) fn fold_duplicates<T: Eq + Hash>(items: Vec<T>) -> (Vec<T>, Vec<usize>) {
+    let keep: Vec<bool> = {
+        let mut seen = HashSet::with_capacity(items.len());
+        items.iter().map(|item| seen.insert(item)).collect()
+    };
+    items
+        .into_iter()
+        .zip(keep)
+        .enumerate()
+        .filter_map(|(index, (item, kept))| kept.then_some((item, index)))
+        .unzip()
+}
+
+impl Policy {
+    /// Builds a policy, folding duplicate grants and referers.
+    ///
+    /// # Errors
+    /// Every [`PolicyError`] that applies; `GrantUnused` indices refer to
+    /// `grants` as given.
+    pub fn new(
+        apis: AllowedApis,
+        grants: Vec<Grant>,
+        referers: Vec<RefererPattern>,
+        expiration: Option<Timestamp>,
+    ) -> Result<Self, Vec<PolicyError>> {
+        let (grants, original_index) = fold_duplicates(grants);
+        let (referers, _) = fold_duplicates(referers);
+        let mut errors = Vec::new();
+        for api in apis.iter().filter(|api| *api != Api::Lds) {
+            if !grants.iter().any(|grant| grant.serves(api)) {
+                errors.push(PolicyError::ApiWithoutGrant(api));
+            }
+        }
+        for (grant, index) in grants.iter().zip(&original_index) {
+            if !apis.iter().any(|api| grant.serves(api)) {
+                errors.push(PolicyError::GrantUnused(*index));
+            }
+        }
+        if grants.len() > MAX_GRANTS {
+            errors.push(PolicyError::TooManyGrants(grants.len()));
+        }
+        if referers.len() > MAX_REFERERS {
+            errors.push(PolicyError::TooManyReferers(referers.len()));
+        }
+        if errors.is_empty() {
+            Ok(Self {
+                apis,
+                grants,
+                referers,
+                expiration,
+            })
+        } else {
+            Err(errors)
+        }
+    }
+
+    /// The APIs the token may call.
+    #[must_use]
+    pub fn apis(&self) -> AllowedApis {
+        self.apis
+    }
+
+    /// The grants, without duplicates, in the order given.
+    #[must_use]
+    pub fn grants(&self) -> &[Grant] {
+        &self.grants
+    }
+
+    /// The allowed websites; empty means any.
+    #[must_use]
+    pub fn referers(&self) -> &[RefererPattern] {
+        &self.referers
+    }
+
+    /// When the token stops working, if ever.
+    #[must_use]
+    pub fn expiration(&self) -> Option<Timestamp> {
+        self.expiration
+    }
+
+    /// Whether any grant gives every source of a connection.
+    #[must_use]
+    pub fn grants_all_sources(&self) -> bool {
+        self.grants
+            .iter()
+            .any(|g| g.source().kind() == SourceKind::All)
+    }
+}
+
+/// A token as stored.
+///
+/// Every field's type holds its own invariant. `version` grows by one with
+/// each update, for optimistic concurrency control.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Token {
+    /// The public identifier.
+    pub id: TokenId,
+    /// The user who made the token; nobody else sees it.
+    pub owner: Principal,
+    /// Unique among the owner's tokens.
+    pub name: TokenName,
+    /// What the token allows.
+    pub policy: Policy,
+    /// The hash of the token's value, for lookups.
+    pub secret_hash: SecretHash,
+    /// The value, encrypted under the server key.
+    pub sealed_secret: SealedSecret,
+    /// When the token was made.
+    pub created_at: Timestamp,
+    /// When the token was last changed.
+    pub updated_at: Timestamp,
+    /// When the token last authorized a request, as far as recorded.
+    pub last_used_at: Option<Timestamp>,
+    /// Starts at 1; each update adds one.
+    pub version: u64,
+}

@@ -1,0 +1,502 @@
+//! Validation of a token's fields on create and update (SPEC §4): every
+//! violation is reported at once, each with the field it concerns, so that a
+//! form can show them all next to their fields in one round trip.
+//!
+//! Also the warnings a valid token carries: things that are allowed but
+//! probably not what the author meant.
+
+use std::fmt;
+
+use crate::api::{AllowedApis, Api, ApiSet};
+use crate::grant::{Grant, kind_serves};
+use crate::names::{ConnectionName, NameError, TokenName};
+use crate::referer::RefererPattern;
+use crate::source::{Source, SourceError, SourceKind};
+use crate::timestamp::Timestamp;
+use crate::token::{Connection, MAX_GRANTS, MAX_REFERERS, Policy, PolicyError, fold_duplicates};
+
+/// A stable code for a violation or a warning.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum IssueCode {
+    // Violations.
+    /// A required list is empty (V1).
+    Required,
+    /// Not one of the four API names (V1).
+    UnknownApi,
+    /// `imports` combined with another API (V2).
+    ImportsExclusive,
+    /// An allowed API that no grant serves (V3).
+    ApiWithoutGrant,
+    /// A grant that serves none of the allowed APIs (V4).
+    GrantUnused,
+    /// No such connection in the caller's org (V5).
+    ConnectionUnknown,
+    /// V6.
+    SourceEmpty,
+    /// V6.
+    SourceTooLong,
+    /// V6.
+    PatternTooBroad,
+    /// V6.
+    PatternInvalid,
+    /// V6: a query source of several statements.
+    MultipleStatements,
+    /// V7.
+    NameEmpty,
+    /// V7.
+    NameTooLong,
+    /// V7.
+    NameInvalid,
+    /// V8.
+    TooManyReferers,
+    /// V8.
+    RefererInvalid,
+    /// V9: not an RFC 3339 timestamp.
+    TimestampInvalid,
+    /// V9: not in the future.
+    ExpirationPast,
+    /// V10.
+    TooManyGrants,
+    // Warnings.
+    /// A query the connection's dialect could not parse.
+    QueryNotParsed,
+    /// A referer pattern with a path.
+    RefererHasPath,
+    /// A grant of every source of a connection.
+    AllSources,
+}
+
+impl IssueCode {
+    /// The code on the wire.
+    #[must_use]
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            IssueCode::Required => "required",
+            IssueCode::UnknownApi => "unknown_api",
+            IssueCode::ImportsExclusive => "imports_exclusive",
+            IssueCode::ApiWithoutGrant => "api_without_grant",
+            IssueCode::GrantUnused => "grant_unused",
+            IssueCode::ConnectionUnknown => "connection_unknown",
+            IssueCode::SourceEmpty => "source_empty",
+            IssueCode::SourceTooLong => "source_too_long",
+            IssueCode::PatternTooBroad => "pattern_too_broad",
+            IssueCode::PatternInvalid => "pattern_invalid",
+            IssueCode::MultipleStatements => "multiple_statements",
+            IssueCode::NameEmpty => "name_empty",
+            IssueCode::NameTooLong => "name_too_long",
+            IssueCode::NameInvalid => "name_invalid",
+            IssueCode::TooManyReferers => "too_many_referers",
+            IssueCode::RefererInvalid => "referer_invalid",
+            IssueCode::TimestampInvalid => "timestamp_invalid",
+            IssueCode::ExpirationPast => "expiration_past",
+            IssueCode::TooManyGrants => "too_many_grants",
+            IssueCode::QueryNotParsed => "query_not_parsed",
+            IssueCode::RefererHasPath => "referer_has_path",
+            IssueCode::AllSources => "all_sources",
+        }
+    }
+}
+
+impl fmt::Display for IssueCode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A violation or warning about one field.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FieldIssue {
+    /// The field's path in the request body, e.g. `grants[2].source`.
+    pub field: String,
+    /// A stable code.
+    pub code: IssueCode,
+    /// A sentence for people.
+    pub message: String,
+}
+
+impl FieldIssue {
+    fn new(field: impl Into<String>, code: IssueCode, message: impl Into<String>) -> Self {
+        Self {
+            field: field.into(),
+            code,
+            message: message.into(),
+        }
+    }
+}
+
+/// A grant as submitted.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct GrantDraft {
+    /// The connection's name.
+    pub connection_name: String,
+    /// The source, unclassified.
+    pub source: String,
+}
+
+/// A token's editable fields as submitted, before any check.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct TokenDraft {
+    /// `None` on create means "generate one"; on update the caller passes the
+    /// current name when the request does not change it.
+    pub name: Option<String>,
+    /// API names.
+    pub allowed_apis: Vec<String>,
+    /// Grants.
+    pub grants: Vec<GrantDraft>,
+    /// Referer patterns.
+    pub referers: Vec<String>,
+}
+
+/// Where the expiration comes from.
+#[derive(Clone, Copy, Debug)]
+pub enum ExpirationInput<'a> {
+    /// On create: the submitted `expiration_date`, which must lie after `now`.
+    Requested {
+        /// The submitted text, if any.
+        date: Option<&'a str>,
+        /// The current time.
+        now: Timestamp,
+    },
+    /// On update: the token's expiration, which cannot change (V9).
+    Kept(Option<Timestamp>),
+}
+
+/// A draft that passed every rule.
+#[derive(Clone, Debug)]
+pub struct ValidToken {
+    /// The name, when one was given.
+    pub name: Option<TokenName>,
+    /// The policy.
+    pub policy: Policy,
+}
+
+fn name_issue(error: &NameError) -> FieldIssue {
+    let code = match error {
+        NameError::Empty => IssueCode::NameEmpty,
+        NameError::TooLong { .. } => IssueCode::NameTooLong,
+        NameError::InvalidCharacter { .. } => IssueCode::NameInvalid,
+    };
+    FieldIssue::new("name", code, format!("the name {error}"))
+}
+
+fn source_issue(field: String, error: &SourceError) -> FieldIssue {
+    let code = match error {
+        SourceError::Empty => IssueCode::SourceEmpty,
+        SourceError::TooLong { .. } => IssueCode::SourceTooLong,
+        SourceError::PatternTooBroad => IssueCode::PatternTooBroad,
+        SourceError::InvalidPattern(_) => IssueCode::PatternInvalid,
+        SourceError::MultipleStatements => IssueCode::MultipleStatements,
+    };
+    FieldIssue::new(field, code, error.to_string())
+}
+
+/// What to add so that `api` is served, in words.
+fn grant_hint(api: Api) -> &'static str {
+    match api {
+        Api::Sql => "add a query grant or an all-sources (*) grant",
+        Api::Maps => "add a table, pattern, query or all-sources (*) grant",
+        Api::Imports => "add a table, pattern or all-sources (*) grant for the destination",
+        Api::Lds => "",
+    }
+}
+
+fn served_apis(kind: SourceKind) -> String {
+    let names: Vec<&str> = Api::ALL
+        .into_iter()
+        .filter(|api| kind_serves(kind, *api))
+        .map(Api::as_str)
+        .collect();
+    names.join(", ")
+}
+
+fn check_apis(raw: &[String], issues: &mut Vec<FieldIssue>) -> Option<AllowedApis> {
+    if raw.is_empty() {
+        issues.push(FieldIssue::new(
+            "allowed_apis",
+            IssueCode::Required,
+            "choose at least one API",
+        ));
+        return None;
+    }
+    let mut set = ApiSet::empty();
+    let mut all_known = true;
+    for (index, name) in raw.iter().enumerate() {
+        match name.parse::<Api>() {
+            Ok(api) => set.insert(api),
+            Err(error) => {
+                all_known = false;
+                issues.push(FieldIssue::new(
+                    format!("allowed_apis[{index}]"),
+                    IssueCode::UnknownApi,
+                    format!("{name:?}: {error}"),
+                ));
+            }
+        }
+    }
+    if set.contains(Api::Imports) && set.len() > 1 {
+        issues.push(FieldIssue::new(
+            "allowed_apis",
+            IssueCode::ImportsExclusive,
+            "imports cannot be combined with other APIs: it writes data and its grants name destinations; \
+             use a separate token for imports",
+        ));
+        return None;
+    }
+    if all_known {
+        AllowedApis::new(set).ok()
+    } else {
+        None
+    }
+}
+
+/// Checks a grant; `None` when it breaks a rule (recorded in `issues`).
+fn check_grant(
+    index: usize,
+    draft: &GrantDraft,
+    connections: &[Connection],
+    issues: &mut Vec<FieldIssue>,
+) -> Option<Grant> {
+    let provider = ConnectionName::new(&draft.connection_name)
+        .ok()
+        .and_then(|name| {
+            connections
+                .iter()
+                .find(|c| c.name == name)
+                .map(|c| (name, c.provider))
+        });
+    let source_field = format!("grants[{index}].source");
+    match provider {
+        Some((name, provider)) => match Grant::new(name, provider, &draft.source) {
+            Ok(grant) => Some(grant),
+            Err(error) => {
+                issues.push(source_issue(source_field, &error));
+                None
+            }
+        },
+        None => {
+            issues.push(FieldIssue::new(
+                format!("grants[{index}].connection_name"),
+                IssueCode::ConnectionUnknown,
+                format!(
+                    "there is no connection named {:?} in your organization",
+                    draft.connection_name
+                ),
+            ));
+            // Without a provider the source cannot be bound, but the checks
+            // that hold for every provider can still be reported now.
+            if let Err(error) = Source::classify(&draft.source) {
+                issues.push(source_issue(source_field, &error));
+            }
+            None
+        }
+    }
+}
+
+fn check_expiration(input: ExpirationInput<'_>, issues: &mut Vec<FieldIssue>) -> Option<Timestamp> {
+    match input {
+        ExpirationInput::Kept(expiration) => expiration,
+        ExpirationInput::Requested { date: None, .. } => None,
+        ExpirationInput::Requested {
+            date: Some(text),
+            now,
+        } => match Timestamp::parse_rfc3339(text) {
+            Ok(expiration) if expiration > now => Some(expiration),
+            Ok(_) => {
+                issues.push(FieldIssue::new(
+                    "expiration_date",
+                    IssueCode::ExpirationPast,
+                    "the expiration date must be in the future",
+                ));
+                None
+            }
+            Err(error) => {
+                let message = format!("the expiration date is {error}");
+                issues.push(FieldIssue::new(
+                    "expiration_date",
+                    IssueCode::TimestampInvalid,
+                    message,
+                ));
+                None
+            }
+        },
+    }
+}
+
+/// Validates a draft against SPEC §4 (V1–V10 but name uniqueness, which
+/// only the store can check atomically).
+///
+/// `connections` are those of the caller's org. Duplicate APIs, grants and
+/// referers fold; field indices in violations refer to the draft as given.
+///
+/// # Errors
+/// Every violation found, in field order.
+pub fn validate(
+    draft: &TokenDraft,
+    expiration: ExpirationInput<'_>,
+    connections: &[Connection],
+) -> Result<ValidToken, Vec<FieldIssue>> {
+    let mut issues = Vec::new();
+
+    let name = match draft.name.as_deref().map(TokenName::new) {
+        None => None,
+        Some(Ok(name)) => Some(name),
+        Some(Err(error)) => {
+            issues.push(name_issue(&error));
+            None
+        }
+    };
+
+    let apis = check_apis(&draft.allowed_apis, &mut issues);
+
+    // Identical grants fold before counting, so that a client resending a
+    // list with repeats is not refused for their number.
+    let (unique_grants, grant_index) = fold_duplicates(
+        draft
+            .grants
+            .iter()
+            .map(|g| (g.connection_name.as_str(), g.source.trim()))
+            .collect(),
+    );
+    if unique_grants.len() > MAX_GRANTS {
+        issues.push(FieldIssue::new(
+            "grants",
+            IssueCode::TooManyGrants,
+            format!(
+                "{} grants; at most {MAX_GRANTS} are allowed",
+                unique_grants.len()
+            ),
+        ));
+    }
+    let grants: Vec<Option<Grant>> = grant_index
+        .iter()
+        .map(|&i| check_grant(i, &draft.grants[i], connections, &mut issues))
+        .collect();
+
+    let (unique_referers, referer_index) =
+        fold_duplicates(draft.referers.iter().map(|r| r.trim()).collect());
+    if unique_referers.len() > MAX_REFERERS {
+        issues.push(FieldIssue::new(
+            "referers",
+            IssueCode::TooManyReferers,
+            format!(
+                "{} referers; at most {MAX_REFERERS} are allowed",
+                unique_referers.len()
+            ),
+        ));
+    }
+    let mut referers = Vec::with_capacity(unique_referers.len());
+    for (raw, index) in unique_referers.iter().zip(&referer_index) {
+        match RefererPattern::parse(raw) {
+            Ok(pattern) => referers.push(pattern),
+            Err(error) => issues.push(FieldIssue::new(
+                format!("referers[{index}]"),
+                IssueCode::RefererInvalid,
+                format!("{raw:?}: {error}"),
+            )),
+        }
+    }
+
+    let expiration = check_expiration(expiration, &mut issues);
+
+    // V3 and V4 relate APIs to grants; they are only meaningful when both
+    // sides are known, or a typo in one place would be reported as a
+    // missing grant in another.
+    let grants: Option<Vec<Grant>> = grants.into_iter().collect();
+    let mut policy = None;
+    if let (Some(apis), Some(grants)) = (apis, grants) {
+        match Policy::new(apis, grants, referers, expiration) {
+            Ok(valid) => policy = Some(valid),
+            Err(errors) => {
+                for error in errors {
+                    match error {
+                        PolicyError::ApiWithoutGrant(api) => issues.push(FieldIssue::new(
+                            "allowed_apis",
+                            IssueCode::ApiWithoutGrant,
+                            format!("no grant serves the {api} API: {}", grant_hint(api)),
+                        )),
+                        PolicyError::GrantUnused(unique) => {
+                            let index = grant_index.get(unique).copied().unwrap_or(unique);
+                            let kind = draft
+                                .grants
+                                .get(index)
+                                .and_then(|g| Source::classify(&g.source).ok());
+                            let detail = kind.map_or(String::new(), |kind| {
+                                format!(" (a {} grant serves {})", kind.as_str(), served_apis(kind))
+                            });
+                            issues.push(FieldIssue::new(
+                                format!("grants[{index}]"),
+                                IssueCode::GrantUnused,
+                                format!("this grant serves none of the allowed APIs{detail}"),
+                            ));
+                        }
+                        // Counted above, with the numbers the client sent.
+                        PolicyError::TooManyGrants(_) | PolicyError::TooManyReferers(_) => {}
+                    }
+                }
+            }
+        }
+    }
+
+    match policy {
+        Some(policy) if issues.is_empty() => Ok(ValidToken { name, policy }),
+        _ => {
+            sort_by_field(&mut issues);
+            Err(issues)
+        }
+    }
+}
+
+/// Orders issues as the fields appear in a token: name, allowed APIs,
+/// grants, referers, expiration. Within a field, the order found is kept.
+fn sort_by_field(issues: &mut [FieldIssue]) {
+    let rank = |field: &str| match field.split(['[', '.']).next() {
+        Some("name") => 0,
+        Some("allowed_apis") => 1,
+        Some("grants") => 2,
+        Some("referers") => 3,
+        Some("expiration_date") => 4,
+        _ => 5,
+    };
+    issues.sort_by_key(|issue| rank(&issue.field));
+}
+
+/// The warnings of a valid token: allowed, but worth a second look. Field
+/// indices refer to the token's (folded) grants and referers.
+#[must_use]
+pub fn warnings(policy: &Policy) -> Vec<FieldIssue> {
+    let mut out = Vec::new();
+    for (index, grant) in policy.grants().iter().enumerate() {
+        let field = format!("grants[{index}].source");
+        match grant.source().kind() {
+            SourceKind::All => out.push(FieldIssue::new(
+                field,
+                IssueCode::AllSources,
+                format!(
+                    "this grant gives access to every source of connection {}, including tables created later",
+                    grant.connection()
+                ),
+            )),
+            SourceKind::Query if grant.source().query_parsed() == Some(false) => out.push(FieldIssue::new(
+                field,
+                IssueCode::QueryNotParsed,
+                format!(
+                    "the {} SQL dialect could not parse this query; requests must send the same text \
+                     (comments and extra whitespace aside)",
+                    grant.provider()
+                ),
+            )),
+            _ => {}
+        }
+    }
+    for (index, pattern) in policy.referers().iter().enumerate() {
+        if pattern.restricts_path() {
+            out.push(FieldIssue::new(
+                format!("referers[{index}]"),
+                IssueCode::RefererHasPath,
+                "browsers usually send only the origin on cross-origin requests, so a referer with a path \
+                 may refuse requests from that site",
+            ));
+        }
+    }
+    out
+}
