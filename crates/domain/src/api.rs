@@ -56,10 +56,7 @@ impl FromStr for Api {
     /// Names are matched exactly: `SQL` is not an API name, so that a typo
     /// is reported instead of guessed at.
     fn from_str(name: &str) -> Result<Self, Self::Err> {
-        Api::ALL
-            .into_iter()
-            .find(|api| api.as_str() == name)
-            .ok_or(UnknownApi)
+        Api::ALL.into_iter().find(|api| api.as_str() == name).ok_or(UnknownApi)
     }
 }
 

@@ -3,8 +3,7 @@
 
 use rand_core::TryCryptoRng;
 
-pub(crate) const ALPHABET: &[u8; 62] =
-    b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
+pub(crate) const ALPHABET: &[u8; 62] = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
 
 pub(crate) fn is_base62(byte: u8) -> bool {
     byte.is_ascii_alphanumeric()
@@ -14,10 +13,7 @@ pub(crate) fn is_base62(byte: u8) -> bool {
 ///
 /// Bytes of 248 and above are rejected rather than reduced modulo 62, which
 /// would make the first eight characters slightly more likely.
-pub(crate) fn random<R: TryCryptoRng + ?Sized>(
-    rng: &mut R,
-    len: usize,
-) -> Result<String, R::Error> {
+pub(crate) fn random<R: TryCryptoRng + ?Sized>(rng: &mut R, len: usize) -> Result<String, R::Error> {
     let mut out = String::with_capacity(len);
     let mut buf = [0u8; 64];
     while out.len() < len {

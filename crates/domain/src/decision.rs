@@ -219,25 +219,18 @@ impl<'a> PreparedSource<'a> {
 }
 
 /// Whether `grant` lets `api` use the prepared source of type `source_type`.
-fn grant_allows(
-    grant: &Grant,
-    api: Api,
-    source_type: SourceType,
-    source: &mut PreparedSource<'_>,
-) -> bool {
+fn grant_allows(grant: &Grant, api: Api, source_type: SourceType, source: &mut PreparedSource<'_>) -> bool {
     use SourceType::{Query, Table, Tileset};
     let provider = grant.provider();
     match (grant.source().matcher(), api, source_type) {
         (Matcher::All, Api::Sql | Api::Maps, _) | (Matcher::All, Api::Imports, Table) => true,
-        (Matcher::Table(granted), Api::Maps, Table | Tileset)
-        | (Matcher::Table(granted), Api::Imports, Table) => source.table(provider) == Some(granted),
-        (Matcher::Pattern(pattern), Api::Maps, Table | Tileset)
-        | (Matcher::Pattern(pattern), Api::Imports, Table) => source
-            .table(provider)
-            .is_some_and(|table| pattern.matches(table)),
-        (Matcher::Query(granted), Api::Sql | Api::Maps, Query) => {
-            source.query(provider) == Some(granted)
+        (Matcher::Table(granted), Api::Maps, Table | Tileset) | (Matcher::Table(granted), Api::Imports, Table) => {
+            source.table(provider) == Some(granted)
         }
+        (Matcher::Pattern(pattern), Api::Maps, Table | Tileset) | (Matcher::Pattern(pattern), Api::Imports, Table) => {
+            source.table(provider).is_some_and(|table| pattern.matches(table))
+        }
+        (Matcher::Query(granted), Api::Sql | Api::Maps, Query) => source.query(provider) == Some(granted),
         _ => false,
     }
 }
@@ -250,25 +243,16 @@ fn grant_allows(
 ///
 /// # Errors
 /// The [`DenyReason`] that refuses the request.
-pub fn decide(
-    policy: &Policy,
-    request: &AccessRequest<'_>,
-    now: Timestamp,
-) -> Result<(), DenyReason> {
-    if policy
-        .expiration()
-        .is_some_and(|expiration| now >= expiration)
-    {
+pub fn decide(policy: &Policy, request: &AccessRequest<'_>, now: Timestamp) -> Result<(), DenyReason> {
+    if policy.expiration().is_some_and(|expiration| now >= expiration) {
         return Err(DenyReason::TokenExpired);
     }
     if !policy.apis().contains(request.api) {
         return Err(DenyReason::ApiNotAllowed);
     }
-    referer::check(policy.referers(), request.referer, request.origin).map_err(|denial| {
-        match denial {
-            RefererDenial::Missing => DenyReason::RefererMissing,
-            RefererDenial::NotAllowed => DenyReason::RefererNotAllowed,
-        }
+    referer::check(policy.referers(), request.referer, request.origin).map_err(|denial| match denial {
+        RefererDenial::Missing => DenyReason::RefererMissing,
+        RefererDenial::NotAllowed => DenyReason::RefererNotAllowed,
     })?;
     let Some(target) = request.target else {
         return Ok(());
@@ -282,8 +266,7 @@ pub fn decide(
         return Err(DenyReason::ConnectionNotGranted);
     }
     let mut source = PreparedSource::new(target.source);
-    if on_connection.any(|grant| grant_allows(grant, request.api, target.source_type, &mut source))
-    {
+    if on_connection.any(|grant| grant_allows(grant, request.api, target.source_type, &mut source)) {
         Ok(())
     } else {
         Err(DenyReason::SourceNotGranted)

@@ -16,10 +16,7 @@ pub const fn kind_serves(kind: SourceKind, api: Api) -> bool {
     matches!(
         (kind, api),
         (SourceKind::All, Api::Sql | Api::Maps | Api::Imports)
-            | (
-                SourceKind::Table | SourceKind::Pattern,
-                Api::Maps | Api::Imports
-            )
+            | (SourceKind::Table | SourceKind::Pattern, Api::Maps | Api::Imports)
             | (SourceKind::Query, Api::Sql | Api::Maps)
     )
 }
@@ -41,11 +38,7 @@ impl Grant {
     ///
     /// # Errors
     /// [`SourceError`] when the source breaks V6.
-    pub fn new(
-        connection: ConnectionName,
-        provider: Provider,
-        source: &str,
-    ) -> Result<Self, SourceError> {
+    pub fn new(connection: ConnectionName, provider: Provider, source: &str) -> Result<Self, SourceError> {
         let source = Source::new(source, provider)?;
         Ok(Self {
             connection,
@@ -89,30 +82,14 @@ mod tests {
         use Api::*;
         use SourceKind::*;
         let table: &[(SourceKind, [(Api, bool); 4])] = &[
-            (
-                All,
-                [(Sql, true), (Maps, true), (Imports, true), (Lds, false)],
-            ),
-            (
-                Table,
-                [(Sql, false), (Maps, true), (Imports, true), (Lds, false)],
-            ),
-            (
-                Pattern,
-                [(Sql, false), (Maps, true), (Imports, true), (Lds, false)],
-            ),
-            (
-                Query,
-                [(Sql, true), (Maps, true), (Imports, false), (Lds, false)],
-            ),
+            (All, [(Sql, true), (Maps, true), (Imports, true), (Lds, false)]),
+            (Table, [(Sql, false), (Maps, true), (Imports, true), (Lds, false)]),
+            (Pattern, [(Sql, false), (Maps, true), (Imports, true), (Lds, false)]),
+            (Query, [(Sql, true), (Maps, true), (Imports, false), (Lds, false)]),
         ];
         for (kind, row) in table {
             for (api, expected) in row {
-                assert_eq!(
-                    kind_serves(*kind, *api),
-                    *expected,
-                    "{kind:?} serves {api}?"
-                );
+                assert_eq!(kind_serves(*kind, *api), *expected, "{kind:?} serves {api}?");
             }
         }
     }

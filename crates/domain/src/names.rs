@@ -25,10 +25,7 @@ fn check_slug(raw: &str, max: usize) -> Result<(), NameError> {
     if raw.len() > max {
         return Err(NameError::TooLong { max });
     }
-    if !raw
-        .bytes()
-        .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
-    {
+    if !raw.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-') {
         return Err(NameError::InvalidCharacter {
             allowed: "letters, digits, '_' and '-'",
         });
@@ -128,9 +125,7 @@ impl UserName {
             return Err(NameError::Empty);
         }
         if raw.chars().count() > Self::MAX_CHARS {
-            return Err(NameError::TooLong {
-                max: Self::MAX_CHARS,
-            });
+            return Err(NameError::TooLong { max: Self::MAX_CHARS });
         }
         if raw.chars().any(|c| c.is_whitespace() || c.is_control()) {
             return Err(NameError::InvalidCharacter {
@@ -211,9 +206,7 @@ impl TokenName {
             return Err(NameError::Empty);
         }
         if trimmed.chars().count() > Self::MAX_CHARS {
-            return Err(NameError::TooLong {
-                max: Self::MAX_CHARS,
-            });
+            return Err(NameError::TooLong { max: Self::MAX_CHARS });
         }
         if trimmed.chars().any(char::is_control) {
             return Err(NameError::InvalidCharacter {
@@ -275,14 +268,8 @@ mod tests {
         assert_eq!(TokenName::new("  My token  ").unwrap().as_str(), "My token");
         assert_eq!(TokenName::new("   "), Err(NameError::Empty));
         assert_eq!(TokenName::new(""), Err(NameError::Empty));
-        assert!(
-            TokenName::new(&"ü".repeat(128)).is_ok(),
-            "128 characters, 256 bytes"
-        );
-        assert_eq!(
-            TokenName::new(&"x".repeat(129)),
-            Err(NameError::TooLong { max: 128 })
-        );
+        assert!(TokenName::new(&"ü".repeat(128)).is_ok(), "128 characters, 256 bytes");
+        assert_eq!(TokenName::new(&"x".repeat(129)), Err(NameError::TooLong { max: 128 }));
         assert!(matches!(
             TokenName::new("bell\u{7}"),
             Err(NameError::InvalidCharacter { .. })

@@ -5,8 +5,7 @@ use std::fmt;
 use std::str::FromStr;
 
 use sqlparser::dialect::{
-    BigQueryDialect, DatabricksDialect, Dialect, PostgreSqlDialect, RedshiftSqlDialect,
-    SnowflakeDialect,
+    BigQueryDialect, DatabricksDialect, Dialect, PostgreSqlDialect, RedshiftSqlDialect, SnowflakeDialect,
 };
 
 /// The kind of data warehouse behind a connection.
@@ -60,9 +59,7 @@ impl Provider {
     #[must_use]
     pub fn fold_unquoted(self, identifier: &str) -> Cow<'_, str> {
         match self {
-            Provider::Postgres | Provider::Redshift
-                if identifier.bytes().any(|b| b.is_ascii_uppercase()) =>
-            {
+            Provider::Postgres | Provider::Redshift if identifier.bytes().any(|b| b.is_ascii_uppercase()) => {
                 Cow::Owned(identifier.to_ascii_lowercase())
             }
             Provider::Snowflake if identifier.bytes().any(|b| b.is_ascii_lowercase()) => {
@@ -98,9 +95,7 @@ impl fmt::Display for Provider {
 
 /// The name is not a known provider.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error(
-    "unknown provider; expected one of bigquery, snowflake, redshift, postgres, databricks, carto_dw"
-)]
+#[error("unknown provider; expected one of bigquery, snowflake, redshift, postgres, databricks, carto_dw")]
 pub struct UnknownProvider;
 
 impl FromStr for Provider {

@@ -120,9 +120,7 @@ fn parse_host(text: &str) -> Result<HostPattern, RefererError> {
             return Err(RefererError::Wildcard);
         }
         return match Host::parse(domain) {
-            Ok(Host::Domain(domain)) if !domain.split('.').any(str::is_empty) => {
-                Ok(HostPattern::Subdomains(domain))
-            }
+            Ok(Host::Domain(domain)) if !domain.split('.').any(str::is_empty) => Ok(HostPattern::Subdomains(domain)),
             Ok(_) | Err(_) => Err(RefererError::Host),
         };
     }
@@ -248,9 +246,7 @@ impl RefererPattern {
         let host_ok = match (&self.host, url.host()) {
             (_, None) => false,
             (HostPattern::Exact(allowed), Some(host)) => host_eq(allowed, &host),
-            (HostPattern::Subdomains(domain), Some(Host::Domain(host))) => {
-                is_subdomain(host, domain)
-            }
+            (HostPattern::Subdomains(domain), Some(Host::Domain(host))) => is_subdomain(host, domain),
             (HostPattern::Subdomains(_), Some(_)) => false,
         };
         if !host_ok {
@@ -369,14 +365,8 @@ mod tests {
             ("https://example.com:65536", Err(RefererError::Port)),
             ("https://example.com:http", Err(RefererError::Port)),
             ("https://user@example.com", Err(RefererError::UserInfo)),
-            (
-                "https://example.com/?q=1",
-                Err(RefererError::QueryOrFragment),
-            ),
-            (
-                "https://example.com/#top",
-                Err(RefererError::QueryOrFragment),
-            ),
+            ("https://example.com/?q=1", Err(RefererError::QueryOrFragment)),
+            ("https://example.com/#top", Err(RefererError::QueryOrFragment)),
             ("https://example.com/a*b", Err(RefererError::Wildcard)),
             ("https://exa%mple.com", Err(RefererError::Host)),
         ];
@@ -396,16 +386,8 @@ mod tests {
             ("good.com", "ftp://good.com/", false),
             // Host: case-insensitive, punycode, exact unless wildcard.
             ("https://GOOD.com", "https://good.COM/", true),
-            (
-                "https://bücher.example",
-                "https://xn--bcher-kva.example/",
-                true,
-            ),
-            (
-                "https://xn--bcher-kva.example",
-                "https://bücher.example/",
-                true,
-            ),
+            ("https://bücher.example", "https://xn--bcher-kva.example/", true),
+            ("https://xn--bcher-kva.example", "https://bücher.example/", true),
             ("good.com", "https://good.com.evil.com/", false),
             ("good.com", "https://good.com@evil.com/", false),
             ("good.com", "https://evil.com/?https://good.com/", false),
@@ -437,21 +419,9 @@ mod tests {
             ("https://good.com/app*", "https://good.com/apple", true),
             ("https://good.com/app*", "https://good.com/ap", false),
             ("https://good.com/a%20b", "https://good.com/a b/c", true),
-            (
-                "https://good.com/café",
-                "https://good.com/caf%C3%A9/menu",
-                true,
-            ),
-            (
-                "https://good.com/app",
-                "https://good.com/app/../admin",
-                false,
-            ),
-            (
-                "https://good.com/",
-                "https://good.com/anything/at/all",
-                true,
-            ),
+            ("https://good.com/café", "https://good.com/caf%C3%A9/menu", true),
+            ("https://good.com/app", "https://good.com/app/../admin", false),
+            ("https://good.com/", "https://good.com/anything/at/all", true),
         ];
         for (pattern, url, expected) in cases {
             assert_eq!(allows(pattern, url), *expected, "{pattern} vs {url}");
@@ -462,10 +432,7 @@ mod tests {
     fn referer_then_origin_then_fail_closed() {
         let patterns = vec![RefererPattern::parse("https://good.com").unwrap()];
         assert_eq!(check(&[], None, None), Ok(()), "no patterns: any request");
-        assert_eq!(
-            check(&patterns, Some("https://good.com/page"), None),
-            Ok(())
-        );
+        assert_eq!(check(&patterns, Some("https://good.com/page"), None), Ok(()));
         assert_eq!(check(&patterns, None, Some("https://good.com")), Ok(()));
         assert_eq!(
             check(&patterns, Some(""), Some("https://good.com")),
@@ -473,22 +440,12 @@ mod tests {
             "empty Referer is absent"
         );
         assert_eq!(check(&patterns, None, None), Err(RefererDenial::Missing));
+        assert_eq!(check(&patterns, Some("  "), None), Err(RefererDenial::Missing));
         assert_eq!(
-            check(&patterns, Some("  "), None),
-            Err(RefererDenial::Missing)
-        );
-        assert_eq!(
-            check(
-                &patterns,
-                Some("https://evil.com/"),
-                Some("https://good.com")
-            ),
+            check(&patterns, Some("https://evil.com/"), Some("https://good.com")),
             Err(RefererDenial::NotAllowed)
         );
-        assert_eq!(
-            check(&patterns, None, Some("null")),
-            Err(RefererDenial::NotAllowed)
-        );
+        assert_eq!(check(&patterns, None, Some("null")), Err(RefererDenial::NotAllowed));
         assert_eq!(
             check(&patterns, Some("not a url"), None),
             Err(RefererDenial::NotAllowed)
@@ -501,16 +458,8 @@ mod tests {
 
     #[test]
     fn only_path_patterns_are_flagged() {
-        assert!(
-            !RefererPattern::parse("https://good.com/")
-                .unwrap()
-                .restricts_path()
-        );
+        assert!(!RefererPattern::parse("https://good.com/").unwrap().restricts_path());
         assert!(!RefererPattern::parse("good.com").unwrap().restricts_path());
-        assert!(
-            RefererPattern::parse("https://good.com/app")
-                .unwrap()
-                .restricts_path()
-        );
+        assert!(RefererPattern::parse("https://good.com/app").unwrap().restricts_path());
     }
 }

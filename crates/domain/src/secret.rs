@@ -89,6 +89,12 @@ impl<K: SecretKind> Secret<K> {
         })
     }
 
+    /// Whether `text` starts like a secret of this kind (no other check).
+    #[must_use]
+    pub fn has_prefix(text: &str) -> bool {
+        text.starts_with(K::PREFIX)
+    }
+
     /// Checks the format of `text`: prefix, length, alphabet and checksum.
     /// No lookup is needed to refuse a value that fails.
     ///
@@ -147,9 +153,7 @@ impl SecretHash {
     /// # Errors
     /// [`MalformedSecret`] when the slice is not 32 bytes.
     pub fn from_slice(bytes: &[u8]) -> Result<Self, MalformedSecret> {
-        <[u8; 32]>::try_from(bytes)
-            .map(Self)
-            .map_err(|_| MalformedSecret)
+        <[u8; 32]>::try_from(bytes).map(Self).map_err(|_| MalformedSecret)
     }
 
     /// The hash's bytes.
@@ -212,28 +216,17 @@ mod tests {
             let text = value.expose();
             assert_eq!(text.len(), 12 + 32 + 6);
             assert!(text.starts_with("latchkey_tk_"));
-            assert!(
-                text["latchkey_tk_".len()..]
-                    .bytes()
-                    .all(|b| b.is_ascii_alphanumeric())
-            );
+            assert!(text["latchkey_tk_".len()..].bytes().all(|b| b.is_ascii_alphanumeric()));
             assert_eq!(TokenValue::parse(text), Ok(value.clone()));
         }
     }
 
     #[test]
     fn malformed_values_are_refused_without_lookup() {
-        let good = TokenValue::generate(&mut rng())
-            .unwrap()
-            .expose()
-            .to_owned();
+        let good = TokenValue::generate(&mut rng()).unwrap().expose().to_owned();
         let mut wrong_checksum = good.clone().into_bytes();
         let last = wrong_checksum.len() - 1;
-        wrong_checksum[last] = if wrong_checksum[last] == b'A' {
-            b'B'
-        } else {
-            b'A'
-        };
+        wrong_checksum[last] = if wrong_checksum[last] == b'A' { b'B' } else { b'A' };
         let mut flipped_body = good.clone().into_bytes();
         flipped_body[20] = if flipped_body[20] == b'x' { b'y' } else { b'x' };
         let cases = [

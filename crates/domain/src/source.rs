@@ -47,9 +47,7 @@ pub enum SourceError {
     Empty,
     #[error("the source is {len} bytes long; at most {MAX_SOURCE_BYTES} are allowed")]
     TooLong { len: usize },
-    #[error(
-        "a pattern needs at least two complete segments before the wildcard, as in project.dataset.*"
-    )]
+    #[error("a pattern needs at least two complete segments before the wildcard, as in project.dataset.*")]
     PatternTooBroad,
     #[error("{0}")]
     InvalidPattern(&'static str),
@@ -195,8 +193,7 @@ impl TableKey {
     /// when `text` is not a table name of 1 to 4 segments.
     pub(crate) fn parse(text: &str, provider: Provider) -> Option<Self> {
         let segments = lex_dotted(text.trim())?;
-        if segments.len() > MAX_SEGMENTS || segments.iter().any(|s| s.wild && s.text.contains('*'))
-        {
+        if segments.len() > MAX_SEGMENTS || segments.iter().any(|s| s.wild && s.text.contains('*')) {
             return None;
         }
         Some(Self(segments.iter().map(|s| fold(s, provider)).collect()))
@@ -219,9 +216,7 @@ pub(crate) struct PatternKey {
 impl PatternKey {
     pub(crate) fn matches(&self, table: &TableKey) -> bool {
         match table.0.split_last() {
-            Some((last, leading)) => {
-                leading == self.prefix.as_slice() && last.starts_with(&self.stem)
-            }
+            Some((last, leading)) => leading == self.prefix.as_slice() && last.starts_with(&self.stem),
             None => false,
         }
     }
@@ -256,9 +251,7 @@ impl CanonicalQuery {
         // sqlparser is fuzzed upstream and bounds its recursion, but a panic
         // in a third-party parser must not take a request down with it: a
         // query it cannot handle is treated like one it cannot parse.
-        let parsed = catch_unwind(AssertUnwindSafe(|| {
-            Parser::parse_sql(provider.dialect(), sql)
-        }));
+        let parsed = catch_unwind(AssertUnwindSafe(|| Parser::parse_sql(provider.dialect(), sql)));
         match parsed {
             Ok(Ok(statements)) => match statements.as_slice() {
                 [] => Err(QueryError::Empty),
@@ -403,9 +396,7 @@ fn classify(raw: &str) -> Result<(&str, Shape), SourceError> {
         return Err(SourceError::PatternTooBroad);
     }
     if segments.len() + 1 > MAX_SEGMENTS {
-        return Err(SourceError::InvalidPattern(
-            "a pattern may have at most four segments",
-        ));
+        return Err(SourceError::InvalidPattern("a pattern may have at most four segments"));
     }
     last.text.truncate(stem_len);
     Ok((
@@ -445,15 +436,11 @@ impl Source {
                 prefix: prefix.iter().map(|s| fold(s, provider)).collect(),
                 stem: fold(&stem, provider),
             }),
-            Shape::Table(segments) => Matcher::Table(TableKey(
-                segments.iter().map(|s| fold(s, provider)).collect(),
-            )),
-            Shape::Query => {
-                Matcher::Query(CanonicalQuery::new(text, provider).map_err(|e| match e {
-                    QueryError::Empty => SourceError::Empty,
-                    QueryError::MultipleStatements => SourceError::MultipleStatements,
-                })?)
-            }
+            Shape::Table(segments) => Matcher::Table(TableKey(segments.iter().map(|s| fold(s, provider)).collect())),
+            Shape::Query => Matcher::Query(CanonicalQuery::new(text, provider).map_err(|e| match e {
+                QueryError::Empty => SourceError::Empty,
+                QueryError::MultipleStatements => SourceError::MultipleStatements,
+            })?),
         };
         Ok(Self {
             text: text.to_owned(),
@@ -585,27 +572,12 @@ mod tests {
             ("db.schema.orders", "DB.SCHEMA.ORDERS", Snowflake, true),
             ("db.schema.orders", "db.schema.\"ORDERS\"", Snowflake, true),
             ("db.schema.orders", "db.schema.\"orders\"", Snowflake, false),
-            (
-                "db.schema.\"orders\"",
-                "db.schema.\"orders\"",
-                Snowflake,
-                true,
-            ),
+            ("db.schema.\"orders\"", "db.schema.\"orders\"", Snowflake, true),
             // BigQuery, CARTO DW and Databricks compare exactly.
             ("p.d.Table", "p.d.table", Bigquery, false),
             ("p.d.Table", "p.d.Table", Bigquery, true),
-            (
-                "my-project.dataset.table",
-                "`my-project.dataset.table`",
-                Bigquery,
-                true,
-            ),
-            (
-                "`my-project.dataset.table`",
-                "my-project.dataset.table",
-                CartoDw,
-                true,
-            ),
+            ("my-project.dataset.table", "`my-project.dataset.table`", Bigquery, true),
+            ("`my-project.dataset.table`", "my-project.dataset.table", CartoDw, true),
             (
                 "`my-project`.dataset.`table`",
                 "my-project.dataset.table",
@@ -630,45 +602,15 @@ mod tests {
     #[test]
     fn patterns_match_one_more_segment_by_prefix() {
         let cases: &[(&str, &str, Provider, bool)] = &[
-            (
-                "project.dataset.*",
-                "project.dataset.anything",
-                Bigquery,
-                true,
-            ),
+            ("project.dataset.*", "project.dataset.anything", Bigquery, true),
             ("project.dataset.*", "project.dataset", Bigquery, false),
-            (
-                "project.dataset.*",
-                "project.dataset.t.extra",
-                Bigquery,
-                false,
-            ),
+            ("project.dataset.*", "project.dataset.t.extra", Bigquery, false),
             ("project.dataset.*", "project.other.t", Bigquery, false),
             ("project.dataset.*", "`project.dataset.t`", Bigquery, true),
-            (
-                "carto.shared.CARTO_*",
-                "carto.shared.CARTO_roads",
-                Bigquery,
-                true,
-            ),
-            (
-                "carto.shared.CARTO_*",
-                "carto.shared.carto_roads",
-                Bigquery,
-                false,
-            ),
-            (
-                "carto.shared.CARTO_*",
-                "carto.shared.carto_roads",
-                Snowflake,
-                true,
-            ),
-            (
-                "carto.shared.CARTO_*",
-                "CARTO.SHARED.CARTOX",
-                Snowflake,
-                false,
-            ),
+            ("carto.shared.CARTO_*", "carto.shared.CARTO_roads", Bigquery, true),
+            ("carto.shared.CARTO_*", "carto.shared.carto_roads", Bigquery, false),
+            ("carto.shared.CARTO_*", "carto.shared.carto_roads", Snowflake, true),
+            ("carto.shared.CARTO_*", "CARTO.SHARED.CARTOX", Snowflake, false),
             ("db.Public.geo_*", "db.public.GEO_lines", Postgres, true),
         ];
         for (grant, request, provider, expected) in cases {
@@ -714,19 +656,11 @@ mod tests {
             ),
         ];
         for (a, b, provider) in same {
-            assert_eq!(
-                canonical(a, *provider),
-                canonical(b, *provider),
-                "{a:?} vs {b:?}"
-            );
+            assert_eq!(canonical(a, *provider), canonical(b, *provider), "{a:?} vs {b:?}");
         }
         let different: &[(&str, &str, Provider)] = &[
             ("SELECT a FROM t", "SELECT b FROM t", Postgres),
-            (
-                "SELECT a FROM t WHERE x = 1",
-                "SELECT a FROM t WHERE x = 2",
-                Postgres,
-            ),
+            ("SELECT a FROM t WHERE x = 1", "SELECT a FROM t WHERE x = 2", Postgres),
             (
                 "SELECT a FROM t WHERE x = 'a'",
                 "SELECT a FROM t WHERE x = 'A'",
@@ -737,11 +671,7 @@ mod tests {
                 "SELECT * FROM t WHERE id = @other",
                 Bigquery,
             ),
-            (
-                "SELECT * FROM t WHERE a = $1",
-                "SELECT * FROM t WHERE a = $2",
-                Postgres,
-            ),
+            ("SELECT * FROM t WHERE a = $1", "SELECT * FROM t WHERE a = $2", Postgres),
             ("SELECT * FROM t", "SELECT * FROM t WHERE true", Postgres),
             ("SELECT * FROM t", "SELECT * FROM t; DROP TABLE t", Postgres),
         ];
@@ -801,10 +731,7 @@ mod tests {
             Source::new("SELECT 1; SELECT 2", Postgres),
             Err(SourceError::MultipleStatements)
         );
-        assert_eq!(
-            Source::new("-- only a comment", Postgres),
-            Err(SourceError::Empty)
-        );
+        assert_eq!(Source::new("-- only a comment", Postgres), Err(SourceError::Empty));
         assert!(Source::new("SELECT 1;", Postgres).is_ok());
     }
 }

@@ -41,6 +41,18 @@ impl Timestamp {
         Ok(Self(truncated))
     }
 
+    /// Converts a date-time, clamping it into the years 1 to 9999. For a
+    /// clock reading: a clock that is wildly off then makes every expiring
+    /// token expired rather than valid forever.
+    #[must_use]
+    pub fn saturating_from_datetime(datetime: OffsetDateTime) -> Self {
+        let clamped = datetime.to_offset(UtcOffset::UTC).clamp(
+            time::macros::datetime!(0001-01-01 0:00 UTC),
+            time::macros::datetime!(9999-12-31 23:59:59.999_999 UTC),
+        );
+        Self::from_datetime(clamped).unwrap_or(Self(clamped))
+    }
+
     /// The instant `micros` microseconds after the Unix epoch.
     ///
     /// # Errors
@@ -85,9 +97,7 @@ impl Timestamp {
     /// This instant moved by `duration`, or `None` outside the valid range.
     #[must_use]
     pub fn checked_add(self, duration: Duration) -> Option<Self> {
-        self.0
-            .checked_add(duration)
-            .and_then(|dt| Self::from_datetime(dt).ok())
+        self.0.checked_add(duration).and_then(|dt| Self::from_datetime(dt).ok())
     }
 }
 
@@ -124,25 +134,29 @@ mod tests {
             "2026-11-27 10:00:00",
             "2026-13-01T00:00:00Z",
         ] {
-            assert_eq!(
-                Timestamp::parse_rfc3339(text),
-                Err(TimestampError::Format),
-                "{text}"
-            );
+            assert_eq!(Timestamp::parse_rfc3339(text), Err(TimestampError::Format), "{text}");
         }
+    }
+
+    #[test]
+    fn clock_readings_clamp_into_range() {
+        let ancient = OffsetDateTime::from_unix_timestamp(-70_000_000_000).unwrap();
+        assert_eq!(
+            Timestamp::saturating_from_datetime(ancient).to_rfc3339(),
+            "0001-01-01T00:00:00Z"
+        );
+        let now = OffsetDateTime::now_utc();
+        assert_eq!(
+            Timestamp::saturating_from_datetime(now),
+            Timestamp::from_datetime(now).unwrap()
+        );
     }
 
     #[test]
     fn micros_round_trip_exactly() {
         for micros in [0, 1, -1, 1_795_000_000_123_456, 253_402_300_799_999_999] {
-            assert_eq!(
-                Timestamp::from_unix_micros(micros).unwrap().unix_micros(),
-                micros
-            );
+            assert_eq!(Timestamp::from_unix_micros(micros).unwrap().unix_micros(), micros);
         }
-        assert_eq!(
-            Timestamp::from_unix_micros(i64::MAX),
-            Err(TimestampError::OutOfRange)
-        );
+        assert_eq!(Timestamp::from_unix_micros(i64::MAX), Err(TimestampError::OutOfRange));
     }
 }

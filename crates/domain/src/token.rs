@@ -141,12 +141,18 @@ impl Policy {
         self.expiration
     }
 
+    /// The same policy with another expiration. V9's "in the future" is a
+    /// rule of requests, not of policies, so no other invariant is touched.
+    #[must_use]
+    pub fn with_expiration(mut self, expiration: Option<Timestamp>) -> Self {
+        self.expiration = expiration;
+        self
+    }
+
     /// Whether any grant gives every source of a connection.
     #[must_use]
     pub fn grants_all_sources(&self) -> bool {
-        self.grants
-            .iter()
-            .any(|g| g.source().kind() == SourceKind::All)
+        self.grants.iter().any(|g| g.source().kind() == SourceKind::All)
     }
 }
 

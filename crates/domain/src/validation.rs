@@ -242,11 +242,7 @@ fn check_apis(raw: &[String], issues: &mut Vec<FieldIssue>) -> Option<AllowedApi
         ));
         return None;
     }
-    if all_known {
-        AllowedApis::new(set).ok()
-    } else {
-        None
-    }
+    if all_known { AllowedApis::new(set).ok() } else { None }
 }
 
 /// Checks a grant; `None` when it breaks a rule (recorded in `issues`).
@@ -258,12 +254,7 @@ fn check_grant(
 ) -> Option<Grant> {
     let provider = ConnectionName::new(&draft.connection_name)
         .ok()
-        .and_then(|name| {
-            connections
-                .iter()
-                .find(|c| c.name == name)
-                .map(|c| (name, c.provider))
-        });
+        .and_then(|name| connections.iter().find(|c| c.name == name).map(|c| (name, c.provider)));
     let source_field = format!("grants[{index}].source");
     match provider {
         Some((name, provider)) => match Grant::new(name, provider, &draft.source) {
@@ -296,10 +287,7 @@ fn check_expiration(input: ExpirationInput<'_>, issues: &mut Vec<FieldIssue>) ->
     match input {
         ExpirationInput::Kept(expiration) => expiration,
         ExpirationInput::Requested { date: None, .. } => None,
-        ExpirationInput::Requested {
-            date: Some(text),
-            now,
-        } => match Timestamp::parse_rfc3339(text) {
+        ExpirationInput::Requested { date: Some(text), now } => match Timestamp::parse_rfc3339(text) {
             Ok(expiration) if expiration > now => Some(expiration),
             Ok(_) => {
                 issues.push(FieldIssue::new(
@@ -311,11 +299,7 @@ fn check_expiration(input: ExpirationInput<'_>, issues: &mut Vec<FieldIssue>) ->
             }
             Err(error) => {
                 let message = format!("the expiration date is {error}");
-                issues.push(FieldIssue::new(
-                    "expiration_date",
-                    IssueCode::TimestampInvalid,
-                    message,
-                ));
+                issues.push(FieldIssue::new("expiration_date", IssueCode::TimestampInvalid, message));
                 None
             }
         },
@@ -361,10 +345,7 @@ pub fn validate(
         issues.push(FieldIssue::new(
             "grants",
             IssueCode::TooManyGrants,
-            format!(
-                "{} grants; at most {MAX_GRANTS} are allowed",
-                unique_grants.len()
-            ),
+            format!("{} grants; at most {MAX_GRANTS} are allowed", unique_grants.len()),
         ));
     }
     let grants: Vec<Option<Grant>> = grant_index
@@ -372,16 +353,12 @@ pub fn validate(
         .map(|&i| check_grant(i, &draft.grants[i], connections, &mut issues))
         .collect();
 
-    let (unique_referers, referer_index) =
-        fold_duplicates(draft.referers.iter().map(|r| r.trim()).collect());
+    let (unique_referers, referer_index) = fold_duplicates(draft.referers.iter().map(|r| r.trim()).collect());
     if unique_referers.len() > MAX_REFERERS {
         issues.push(FieldIssue::new(
             "referers",
             IssueCode::TooManyReferers,
-            format!(
-                "{} referers; at most {MAX_REFERERS} are allowed",
-                unique_referers.len()
-            ),
+            format!("{} referers; at most {MAX_REFERERS} are allowed", unique_referers.len()),
         ));
     }
     let mut referers = Vec::with_capacity(unique_referers.len());
@@ -416,10 +393,7 @@ pub fn validate(
                         )),
                         PolicyError::GrantUnused(unique) => {
                             let index = grant_index.get(unique).copied().unwrap_or(unique);
-                            let kind = draft
-                                .grants
-                                .get(index)
-                                .and_then(|g| Source::classify(&g.source).ok());
+                            let kind = draft.grants.get(index).and_then(|g| Source::classify(&g.source).ok());
                             let detail = kind.map_or(String::new(), |kind| {
                                 format!(" (a {} grant serves {})", kind.as_str(), served_apis(kind))
                             });

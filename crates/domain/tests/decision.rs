@@ -55,12 +55,7 @@ fn run(policy: &latchkey_domain::Policy, case: &Case) {
         source,
     });
     let request = AccessRequest::new(case.api, target, case.referer, case.origin).unwrap();
-    assert_eq!(
-        decide(policy, &request, case.at),
-        case.expected,
-        "{}",
-        case.what
-    );
+    assert_eq!(decide(policy, &request, case.at), case.expected, "{}", case.what);
 }
 
 #[test]
@@ -257,13 +252,7 @@ fn grant_kinds_serve_apis_as_specified() {
     let write = |source: &str| policy(&["imports"], vec![grant("bq", source)], &[], None);
     // (policy, api, source type, requested source, allowed?)
     let cases: Vec<(latchkey_domain::Policy, Api, SourceType, &str, bool)> = vec![
-        (
-            read("*"),
-            Api::Sql,
-            Query,
-            "SELECT anything FROM anywhere",
-            true,
-        ),
+        (read("*"), Api::Sql, Query, "SELECT anything FROM anywhere", true),
         (read("*"), Api::Maps, Table, "p.d.any", true),
         (read("*"), Api::Maps, Tileset, "p.d.any", true),
         (read("*"), Api::Maps, Query, "SELECT 2", true),
@@ -271,13 +260,7 @@ fn grant_kinds_serve_apis_as_specified() {
         (write("*"), Api::Imports, Query, "SELECT 2", false),
         (read("p.d.t"), Api::Maps, Table, "p.d.t", true),
         (read("p.d.t"), Api::Maps, Tileset, "p.d.t", true),
-        (
-            read("p.d.t"),
-            Api::Maps,
-            Query,
-            "SELECT * FROM p.d.t",
-            false,
-        ),
+        (read("p.d.t"), Api::Maps, Query, "SELECT * FROM p.d.t", false),
         (read("p.d.t"), Api::Sql, Table, "p.d.t", false),
         (read("p.d.t"), Api::Sql, Query, "SELECT * FROM p.d.t", false),
         (write("p.d.t"), Api::Imports, Table, "p.d.t", true),
@@ -285,13 +268,7 @@ fn grant_kinds_serve_apis_as_specified() {
         (write("p.d.t"), Api::Imports, Table, "p.d.u", false),
         (read("p.d.t_*"), Api::Maps, Table, "p.d.t_1", true),
         (read("p.d.t_*"), Api::Maps, Tileset, "p.d.t_1", true),
-        (
-            read("p.d.t_*"),
-            Api::Sql,
-            Query,
-            "SELECT * FROM p.d.t_1",
-            false,
-        ),
+        (read("p.d.t_*"), Api::Sql, Query, "SELECT * FROM p.d.t_1", false),
         (write("p.d.t_*"), Api::Imports, Table, "p.d.t_new", true),
         (write("p.d.t_*"), Api::Imports, Table, "p.d.u_new", false),
         (read("SELECT 1"), Api::Sql, Query, "select 1", true),

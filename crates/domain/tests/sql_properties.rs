@@ -108,11 +108,7 @@ fn render(query: &Query, layout: Option<&Layout>) -> String {
             out.push_str(layout.map_or(" ", |l| l.separators[i % l.separators.len()]));
         }
         let lower = layout.is_some_and(|l| l.lower_keywords[i % l.lower_keywords.len()]);
-        out.push_str(&if keyword && lower {
-            token.to_lowercase()
-        } else {
-            token
-        });
+        out.push_str(&if keyword && lower { token.to_lowercase() } else { token });
     }
     out
 }

@@ -11,10 +11,7 @@ use support::{connections, draft, grant, now};
 
 type Expected = &'static [(&'static str, &'static str)];
 
-fn run(
-    draft: &TokenDraft,
-    expiration: Option<&str>,
-) -> Result<ValidToken, Vec<(String, &'static str)>> {
+fn run(draft: &TokenDraft, expiration: Option<&str>) -> Result<ValidToken, Vec<(String, &'static str)>> {
     validate(
         draft,
         ExpirationInput::Requested {
@@ -23,26 +20,15 @@ fn run(
         },
         &connections(),
     )
-    .map_err(|issues| {
-        issues
-            .into_iter()
-            .map(|i| (i.field, i.code.as_str()))
-            .collect()
-    })
+    .map_err(|issues| issues.into_iter().map(|i| (i.field, i.code.as_str())).collect())
 }
 
 fn check_table(rule: &str, cases: Vec<(&str, TokenDraft, Option<&str>, Expected)>) {
     for (what, draft, expiration, expected) in cases {
         let got = run(&draft, expiration);
-        let expected: Vec<(String, &str)> = expected
-            .iter()
-            .map(|(f, c)| ((*f).to_owned(), *c))
-            .collect();
+        let expected: Vec<(String, &str)> = expected.iter().map(|(f, c)| ((*f).to_owned(), *c)).collect();
         match got {
-            Ok(_) => assert!(
-                expected.is_empty(),
-                "{rule}, {what}: accepted, expected {expected:?}"
-            ),
+            Ok(_) => assert!(expected.is_empty(), "{rule}, {what}: accepted, expected {expected:?}"),
             Err(issues) => assert_eq!(issues, expected, "{rule}, {what}"),
         }
     }
@@ -60,12 +46,7 @@ fn v1_allowed_apis_are_known_and_not_empty() {
     check_table(
         "V1",
         vec![
-            (
-                "empty",
-                draft(&[], table(), &[]),
-                None,
-                &[("allowed_apis", "required")],
-            ),
+            ("empty", draft(&[], table(), &[]), None, &[("allowed_apis", "required")]),
             (
                 "unknown",
                 draft(&["sql", "bogus"], query(), &[]),
@@ -93,10 +74,7 @@ fn v1_allowed_apis_are_known_and_not_empty() {
         ],
     );
     let valid = run(&draft(&["sql", "sql"], query(), &[]), None).unwrap();
-    assert_eq!(
-        valid.policy.apis().iter().collect::<Vec<_>>(),
-        vec![Api::Sql]
-    );
+    assert_eq!(valid.policy.apis().iter().collect::<Vec<_>>(), vec![Api::Sql]);
 }
 
 #[test]
@@ -117,12 +95,7 @@ fn v2_imports_stands_alone() {
                 &[("allowed_apis", "imports_exclusive")],
             ),
             ("alone", draft(&["imports"], table(), &[]), None, &[]),
-            (
-                "twice",
-                draft(&["imports", "imports"], table(), &[]),
-                None,
-                &[],
-            ),
+            ("twice", draft(&["imports", "imports"], table(), &[]), None, &[]),
         ],
     );
 }
@@ -180,11 +153,7 @@ fn v4_every_grant_serves_an_allowed_api() {
             ),
             (
                 "a table grant on a sql token",
-                draft(
-                    &["sql"],
-                    vec![grant("pg", "SELECT 1"), grant("pg", "public.t")],
-                    &[],
-                ),
+                draft(&["sql"], vec![grant("pg", "SELECT 1"), grant("pg", "public.t")], &[]),
                 None,
                 &[("grants[1]", "grant_unused")],
             ),
@@ -192,10 +161,7 @@ fn v4_every_grant_serves_an_allowed_api() {
                 "a query grant on an imports token",
                 draft(&["imports"], query(), &[]),
                 None,
-                &[
-                    ("allowed_apis", "api_without_grant"),
-                    ("grants[0]", "grant_unused"),
-                ],
+                &[("allowed_apis", "api_without_grant"), ("grants[0]", "grant_unused")],
             ),
         ],
     );
@@ -290,11 +256,7 @@ fn v6_sources_are_classified() {
     let folded = run(
         &draft(
             &["maps"],
-            vec![
-                grant("bq", "p.d.t"),
-                grant("bq", " p.d.t "),
-                grant("pg", "p.d.t"),
-            ],
+            vec![grant("bq", "p.d.t"), grant("bq", " p.d.t "), grant("pg", "p.d.t")],
             &[],
         ),
         None,
@@ -336,27 +298,18 @@ fn v7_names() {
         ],
     );
     assert_eq!(
-        run(&named("  padded  "), None)
-            .unwrap()
-            .name
-            .unwrap()
-            .as_str(),
+        run(&named("  padded  "), None).unwrap().name.unwrap().as_str(),
         "padded"
     );
     assert!(
-        run(&draft(&["lds"], vec![], &[]), None)
-            .unwrap()
-            .name
-            .is_none(),
+        run(&draft(&["lds"], vec![], &[]), None).unwrap().name.is_none(),
         "absent: the caller generates tk_…"
     );
 }
 
 #[test]
 fn v8_referers() {
-    let many: Vec<String> = (0..51)
-        .map(|i| format!("https://site{i}.example.com/"))
-        .collect();
+    let many: Vec<String> = (0..51).map(|i| format!("https://site{i}.example.com/")).collect();
     let many: Vec<&str> = many.iter().map(String::as_str).collect();
     let repeated = vec!["https://same.example.com/"; 60];
     check_table(
@@ -368,36 +321,14 @@ fn v8_referers() {
                 None,
                 &[("referers", "too_many_referers")],
             ),
-            (
-                "50 patterns",
-                draft(&["lds"], vec![], &many[..50]),
-                None,
-                &[],
-            ),
-            (
-                "duplicates fold",
-                draft(&["lds"], vec![], &repeated),
-                None,
-                &[],
-            ),
-            (
-                "empty list is any website",
-                draft(&["lds"], vec![], &[]),
-                None,
-                &[],
-            ),
+            ("50 patterns", draft(&["lds"], vec![], &many[..50]), None, &[]),
+            ("duplicates fold", draft(&["lds"], vec![], &repeated), None, &[]),
+            ("empty list is any website", draft(&["lds"], vec![], &[]), None, &[]),
             (
                 "invalid ones, each reported",
-                draft(
-                    &["lds"],
-                    vec![],
-                    &["ftp://x.com", "https://ok.com/", "https://a@b.com"],
-                ),
+                draft(&["lds"], vec![], &["ftp://x.com", "https://ok.com/", "https://a@b.com"]),
                 None,
-                &[
-                    ("referers[0]", "referer_invalid"),
-                    ("referers[2]", "referer_invalid"),
-                ],
+                &[("referers[0]", "referer_invalid"), ("referers[2]", "referer_invalid")],
             ),
         ],
     );
@@ -434,12 +365,7 @@ fn v9_expiration() {
                 &[("expiration_date", "timestamp_invalid")],
             ),
             ("in the future", lds(), Some("2026-11-27T10:00:01Z"), &[]),
-            (
-                "with an offset",
-                lds(),
-                Some("2027-01-01T00:00:00+02:00"),
-                &[],
-            ),
+            ("with an offset", lds(), Some("2027-01-01T00:00:00+02:00"), &[]),
         ],
     );
     // On update the expiration is kept as it is, even when it has passed.
@@ -450,11 +376,7 @@ fn v9_expiration() {
 
 #[test]
 fn v10_at_most_100_grants() {
-    let grants = |n: usize| {
-        (0..n)
-            .map(|i| grant("bq", &format!("p.d.t{i}")))
-            .collect::<Vec<_>>()
-    };
+    let grants = |n: usize| (0..n).map(|i| grant("bq", &format!("p.d.t{i}"))).collect::<Vec<_>>();
     check_table(
         "V10",
         vec![
@@ -479,11 +401,7 @@ fn v10_at_most_100_grants() {
 fn every_violation_is_reported_at_once_in_field_order() {
     let mut bad = draft(
         &["maps", "teleport"],
-        vec![
-            grant("bq", "p.d.t"),
-            grant("nowhere", "x.y.z"),
-            grant("bq", "p.*"),
-        ],
+        vec![grant("bq", "p.d.t"), grant("nowhere", "x.y.z"), grant("bq", "p.*")],
         &["https://ok.com", "gopher://old.net"],
     );
     bad.name = Some(String::new());
@@ -496,10 +414,7 @@ fn every_violation_is_reported_at_once_in_field_order() {
         ("referers[1]", "referer_invalid"),
         ("expiration_date", "timestamp_invalid"),
     ];
-    let expected: Vec<(String, &str)> = expected
-        .iter()
-        .map(|(f, c)| ((*f).to_owned(), *c))
-        .collect();
+    let expected: Vec<(String, &str)> = expected.iter().map(|(f, c)| ((*f).to_owned(), *c)).collect();
     assert_eq!(got, expected);
 }
 

@@ -43,12 +43,7 @@ pub fn draft(apis: &[&str], grants: Vec<GrantDraft>, referers: &[&str]) -> Token
 }
 
 /// A valid policy, or a panic that shows why not.
-pub fn policy(
-    apis: &[&str],
-    grants: Vec<GrantDraft>,
-    referers: &[&str],
-    expiration: Option<&str>,
-) -> Policy {
+pub fn policy(apis: &[&str], grants: Vec<GrantDraft>, referers: &[&str], expiration: Option<&str>) -> Policy {
     let draft = draft(apis, grants, referers);
     match validate(
         &draft,

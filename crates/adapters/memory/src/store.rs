@@ -1,0 +1,241 @@
+//! The state of the in-memory store and the ports over it.
+
+use std::cmp::Reverse;
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::ops::Bound;
+use std::sync::{PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
+
+use async_trait::async_trait;
+use latchkey_domain::{
+    Connection, ConnectionName, OrgName, Principal, Provider, SecretHash, Timestamp, Token, TokenId,
+};
+use latchkey_ports::{
+    BackendError, ConnectionCatalog, CreateConnectionError, CreateUserError, Cursor, DeleteError, GetError,
+    InsertError, Page, TokenRepository, UpdateError, UserDirectory,
+};
+
+/// The order of an owner's list: newest first, then by id descending.
+type ListKey = (Reverse<Timestamp>, Reverse<TokenId>);
+
+#[derive(Default)]
+struct State {
+    tokens: HashMap<TokenId, Token>,
+    by_hash: HashMap<SecretHash, TokenId>,
+    by_name: HashMap<(Principal, String), TokenId>,
+    by_owner: HashMap<Principal, BTreeSet<ListKey>>,
+    orgs: HashSet<OrgName>,
+    users: HashSet<Principal>,
+    user_keys: HashMap<SecretHash, Principal>,
+    connections: HashMap<OrgName, BTreeMap<ConnectionName, Provider>>,
+}
+
+/// Tokens, users and connections in memory. Cheap to create; share it as
+/// an `Arc` behind every port it implements.
+#[derive(Default)]
+pub struct MemoryStore {
+    state: RwLock<State>,
+}
+
+impl MemoryStore {
+    /// An empty store.
+    #[must_use]
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    // A poisoned lock means a panic happened while it was held. Every
+    // write below checks all its conditions before changing anything, so a
+    // panic cannot leave the state half-written, and the data stays usable.
+    fn read(&self) -> RwLockReadGuard<'_, State> {
+        self.state.read().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn write(&self) -> RwLockWriteGuard<'_, State> {
+        self.state.write().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+fn list_key(token: &Token) -> ListKey {
+    (Reverse(token.created_at), Reverse(token.id.clone()))
+}
+
+fn name_key(token: &Token) -> (Principal, String) {
+    (token.owner.clone(), token.name.as_str().to_owned())
+}
+
+#[async_trait]
+impl TokenRepository for MemoryStore {
+    async fn insert(&self, token: &Token) -> Result<(), InsertError> {
+        let mut state = self.write();
+        if state.tokens.contains_key(&token.id) || state.by_hash.contains_key(&token.secret_hash) {
+            return Err(InsertError::Duplicate);
+        }
+        if state.by_name.contains_key(&name_key(token)) {
+            return Err(InsertError::NameTaken);
+        }
+        state.by_hash.insert(token.secret_hash, token.id.clone());
+        state.by_name.insert(name_key(token), token.id.clone());
+        state
+            .by_owner
+            .entry(token.owner.clone())
+            .or_default()
+            .insert(list_key(token));
+        state.tokens.insert(token.id.clone(), token.clone());
+        Ok(())
+    }
+
+    async fn get(&self, id: &TokenId) -> Result<Token, GetError> {
+        self.read().tokens.get(id).cloned().ok_or(GetError::NotFound)
+    }
+
+    async fn find_by_secret_hash(&self, hash: &SecretHash) -> Result<Option<Token>, BackendError> {
+        let state = self.read();
+        Ok(state.by_hash.get(hash).and_then(|id| state.tokens.get(id)).cloned())
+    }
+
+    async fn list(&self, owner: &Principal, after: Option<Cursor>, limit: usize) -> Result<Page, BackendError> {
+        let state = self.read();
+        let Some(keys) = state.by_owner.get(owner) else {
+            return Ok(Page {
+                tokens: Vec::new(),
+                next: None,
+            });
+        };
+        let start = match after {
+            Some(cursor) => Bound::Excluded((Reverse(cursor.created_at), Reverse(cursor.id))),
+            None => Bound::Unbounded,
+        };
+        let mut keys = keys.range((start, Bound::Unbounded));
+        let tokens: Vec<Token> = keys
+            .by_ref()
+            .take(limit)
+            .filter_map(|(_, Reverse(id))| state.tokens.get(id).cloned())
+            .collect();
+        let next = match (keys.next(), tokens.last()) {
+            (Some(_), Some(last)) => Some(Cursor {
+                created_at: last.created_at,
+                id: last.id.clone(),
+            }),
+            _ => None,
+        };
+        Ok(Page { tokens, next })
+    }
+
+    async fn update(&self, token: &Token, expected_version: u64) -> Result<(), UpdateError> {
+        let mut state = self.write();
+        let stored = state.tokens.get(&token.id).ok_or(UpdateError::NotFound)?;
+        if stored.version != expected_version {
+            return Err(UpdateError::Conflict);
+        }
+        let old_name = name_key(stored);
+        let new_name = name_key(token);
+        if old_name != new_name && state.by_name.contains_key(&new_name) {
+            return Err(UpdateError::NameTaken);
+        }
+        let mut updated = stored.clone();
+        updated.name = token.name.clone();
+        // The expiration never changes after creation; keep the stored one.
+        updated.policy = token.policy.clone().with_expiration(stored.policy.expiration());
+        updated.updated_at = token.updated_at;
+        updated.version = token.version;
+        state.by_name.remove(&old_name);
+        state.by_name.insert(new_name, token.id.clone());
+        state.tokens.insert(token.id.clone(), updated);
+        Ok(())
+    }
+
+    async fn delete(&self, id: &TokenId, expected_version: Option<u64>) -> Result<(), DeleteError> {
+        let mut state = self.write();
+        let stored = state.tokens.get(id).ok_or(DeleteError::NotFound)?;
+        if expected_version.is_some_and(|expected| expected != stored.version) {
+            return Err(DeleteError::Conflict);
+        }
+        let (hash, name, owner, key) = (
+            stored.secret_hash,
+            name_key(stored),
+            stored.owner.clone(),
+            list_key(stored),
+        );
+        state.tokens.remove(id);
+        state.by_hash.remove(&hash);
+        state.by_name.remove(&name);
+        if let Some(keys) = state.by_owner.get_mut(&owner) {
+            keys.remove(&key);
+        }
+        Ok(())
+    }
+
+    async fn record_last_use(&self, uses: &[(TokenId, Timestamp)]) -> Result<(), BackendError> {
+        let mut state = self.write();
+        for (id, at) in uses {
+            if let Some(token) = state.tokens.get_mut(id) {
+                token.last_used_at = Some(token.last_used_at.map_or(*at, |last| last.max(*at)));
+            }
+        }
+        Ok(())
+    }
+
+    async fn count_owned(&self, owner: &Principal) -> Result<u64, BackendError> {
+        Ok(self.read().by_owner.get(owner).map_or(0, |keys| keys.len() as u64))
+    }
+}
+
+#[async_trait]
+impl ConnectionCatalog for MemoryStore {
+    async fn connections(&self, org: &OrgName) -> Result<Vec<Connection>, BackendError> {
+        let state = self.read();
+        Ok(state.connections.get(org).map_or_else(Vec::new, |connections| {
+            connections
+                .iter()
+                .map(|(name, provider)| Connection {
+                    name: name.clone(),
+                    provider: *provider,
+                })
+                .collect()
+        }))
+    }
+
+    async fn create_connection(&self, org: &OrgName, connection: &Connection) -> Result<(), CreateConnectionError> {
+        let mut state = self.write();
+        if !state.orgs.contains(org) {
+            return Err(CreateConnectionError::UnknownOrg);
+        }
+        let connections = state.connections.entry(org.clone()).or_default();
+        if connections.contains_key(&connection.name) {
+            return Err(CreateConnectionError::NameTaken);
+        }
+        connections.insert(connection.name.clone(), connection.provider);
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl UserDirectory for MemoryStore {
+    async fn create_user(&self, principal: &Principal, key_hash: &SecretHash) -> Result<(), CreateUserError> {
+        let mut state = self.write();
+        if state.users.contains(principal) {
+            return Err(CreateUserError::UserExists);
+        }
+        if state.user_keys.contains_key(key_hash) {
+            return Err(CreateUserError::Backend(BackendError::corrupt(
+                "two users with one key hash",
+            )));
+        }
+        state.orgs.insert(principal.org.clone());
+        state.users.insert(principal.clone());
+        state.user_keys.insert(*key_hash, principal.clone());
+        Ok(())
+    }
+
+    async fn find_by_key_hash(&self, key_hash: &SecretHash) -> Result<Option<Principal>, BackendError> {
+        Ok(self.read().user_keys.get(key_hash).cloned())
+    }
+
+    async fn has_users(&self) -> Result<bool, BackendError> {
+        Ok(!self.read().users.is_empty())
+    }
+
+    async fn org_exists(&self, org: &OrgName) -> Result<bool, BackendError> {
+        Ok(self.read().orgs.contains(org))
+    }
+}

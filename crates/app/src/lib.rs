@@ -1,0 +1,24 @@
+//! latchkey's use cases: the only code that orchestrates ports.
+//!
+//! Architecture invariant: this crate depends on the domain and the ports,
+//! never on an adapter or on the wire format. It decides who may see what
+//! (another user's token is "not found", exactly as a missing one), keeps
+//! malformed token values away from storage, and seals token values before
+//! they are stored.
+
+mod authenticate;
+mod authorize;
+mod error;
+mod random;
+mod sealing;
+mod tokens;
+mod usage;
+mod users;
+
+pub use authenticate::{CredentialRouter, UserKeyAuthenticator};
+pub use authorize::{Authorizer, Decision};
+pub use error::TokenError;
+pub use sealing::{SealError, Sealer};
+pub use tokens::{NewToken, TokenPatch, TokenRef, TokenService, TokenView};
+pub use usage::UsageRecorder;
+pub use users::{BOOTSTRAP_CONNECTION, BOOTSTRAP_ORG, BOOTSTRAP_USER, UserError, UserService};

@@ -1,0 +1,122 @@
+//! The contract suite of latchkey's storage ports.
+//!
+//! Every adapter — memory, SQLite, PostgreSQL, and any a team adds — runs
+//! the same cases through one macro, [`conformance_suite!`], given a factory
+//! that makes a fresh, empty store. A case is a plain async function in
+//! [`cases`] that panics when the adapter breaks the contract documented on
+//! the port traits.
+//!
+//! ```text
+//! latchkey_conformance::conformance_suite!(|| async {
+//!     let store = std::sync::Arc::new(MyStore::open_fresh().await);
+//!     latchkey_conformance::Stores::from_one(store)
+//! });
+//! ```
+//!
+//! Architecture invariant: the suite knows the ports and the domain only,
+//! never an adapter.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+pub mod cases;
+mod fixtures;
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+
+use latchkey_ports::{ConnectionCatalog, TokenRepository, UserDirectory};
+
+/// What runs after a case to release what the factory made (drop a test
+/// database, delete a file).
+pub type Teardown = Box<dyn FnOnce() -> Pin<Box<dyn Future<Output = ()> + Send>> + Send + Sync>;
+
+/// A fresh, empty store under test, seen through each port.
+pub struct Stores {
+    /// The token repository.
+    pub tokens: Arc<dyn TokenRepository>,
+    /// The connection catalog.
+    pub catalog: Arc<dyn ConnectionCatalog>,
+    /// The user directory.
+    pub users: Arc<dyn UserDirectory>,
+    teardown: Option<Teardown>,
+}
+
+impl Stores {
+    /// Views one store that implements every port.
+    pub fn from_one<S>(store: Arc<S>) -> Self
+    where
+        S: TokenRepository + ConnectionCatalog + UserDirectory + 'static,
+    {
+        Self {
+            tokens: store.clone(),
+            catalog: store.clone(),
+            users: store,
+            teardown: None,
+        }
+    }
+
+    /// Runs `teardown` after the case, whether it passed or not.
+    #[must_use]
+    pub fn with_teardown(mut self, teardown: Teardown) -> Self {
+        self.teardown = Some(teardown);
+        self
+    }
+
+    /// Runs `case` on these stores, then the teardown, then reports the
+    /// case's failure if it failed. Used by [`conformance_suite!`].
+    pub async fn run<F, Fut>(mut self, case: F)
+    where
+        F: FnOnce(Arc<Stores>) -> Fut,
+        Fut: Future<Output = ()> + Send + 'static,
+    {
+        let teardown = self.teardown.take();
+        let stores = Arc::new(self);
+        let outcome = tokio::spawn(case(stores.clone())).await;
+        // Close every handle on the store before the teardown drops it.
+        drop(stores);
+        if let Some(teardown) = teardown {
+            teardown().await;
+        }
+        if let Err(error) = outcome {
+            match error.try_into_panic() {
+                Ok(panic) => std::panic::resume_unwind(panic),
+                Err(error) => panic!("the case did not finish: {error}"),
+            }
+        }
+    }
+}
+
+/// Expands to one `#[tokio::test]` per case of [`cases`], each on a fresh
+/// store made by `$factory`, an async closure returning [`Stores`].
+#[macro_export]
+macro_rules! conformance_suite {
+    ($factory:expr) => {
+        $crate::conformance_suite!(@cases $factory;
+            round_trip_preserves_every_field,
+            update_replaces_what_it_may_and_keeps_the_rest,
+            names_are_unique_per_owner,
+            concurrent_inserts_of_one_name_let_exactly_one_win,
+            concurrent_updates_of_one_version_let_exactly_one_win,
+            duplicate_ids_and_secrets_are_refused,
+            lookup_by_secret_hash,
+            list_pages_newest_first_without_gaps_or_duplicates,
+            list_is_stable_while_tokens_are_inserted,
+            owners_never_see_each_others_tokens,
+            deleted_tokens_are_gone_everywhere,
+            last_use_only_moves_forward_and_is_not_a_change,
+            connections_belong_to_existing_orgs,
+            users_and_their_keys,
+            the_org_boundary
+        );
+    };
+    (@cases $factory:expr; $($case:ident),* $(,)?) => {
+        $(
+            #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+            async fn $case() {
+                let stores: $crate::Stores = ($factory)().await;
+                stores.run(|stores| async move { $crate::cases::$case(&stores).await }).await;
+            }
+        )*
+    };
+}

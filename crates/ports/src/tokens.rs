@@ -1,0 +1,158 @@
+//! Token storage.
+
+use async_trait::async_trait;
+use latchkey_domain::{Principal, SecretHash, Timestamp, Token, TokenId};
+
+use crate::BackendError;
+
+/// A position in an owner's list of tokens, which is ordered newest first:
+/// by `created_at` descending, then `id` descending. A page continues with
+/// the tokens strictly after the cursor in that order, so tokens created
+/// while a client pages through the list never shift what it sees next.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Cursor {
+    /// The creation time of the last token of the previous page.
+    pub created_at: Timestamp,
+    /// Its id, which breaks ties between tokens created in the same
+    /// microsecond.
+    pub id: TokenId,
+}
+
+/// One page of a list.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Page {
+    /// At most the number asked for, newest first.
+    pub tokens: Vec<Token>,
+    /// Where the next page starts, or `None` when this page is the last.
+    pub next: Option<Cursor>,
+}
+
+/// Why a token could not be inserted.
+#[derive(Debug, thiserror::Error)]
+pub enum InsertError {
+    /// The owner already has a token of that name.
+    #[error("the owner already has a token with this name")]
+    NameTaken,
+    /// A token with this id or secret hash exists (a collision of random
+    /// values; the caller may retry with new ones).
+    #[error("a token with this id or secret already exists")]
+    Duplicate,
+    /// See [`BackendError`].
+    #[error(transparent)]
+    Backend(#[from] BackendError),
+}
+
+/// Why a token could not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum GetError {
+    /// No token has this id.
+    #[error("no such token")]
+    NotFound,
+    /// See [`BackendError`].
+    #[error(transparent)]
+    Backend(#[from] BackendError),
+}
+
+/// Why a token could not be updated.
+#[derive(Debug, thiserror::Error)]
+pub enum UpdateError {
+    /// No token has this id.
+    #[error("no such token")]
+    NotFound,
+    /// Another of the owner's tokens has the new name.
+    #[error("the owner already has a token with this name")]
+    NameTaken,
+    /// The stored version is not the expected one: someone else changed
+    /// the token since it was read.
+    #[error("the token was changed concurrently")]
+    Conflict,
+    /// See [`BackendError`].
+    #[error(transparent)]
+    Backend(#[from] BackendError),
+}
+
+/// Why a token could not be deleted.
+#[derive(Debug, thiserror::Error)]
+pub enum DeleteError {
+    /// No token has this id.
+    #[error("no such token")]
+    NotFound,
+    /// The stored version is not the expected one.
+    #[error("the token was changed concurrently")]
+    Conflict,
+    /// See [`BackendError`].
+    #[error(transparent)]
+    Backend(#[from] BackendError),
+}
+
+/// Where tokens are kept.
+///
+/// Ownership is not checked here: the application layer compares a token's
+/// owner with the caller and answers "not found" for anybody else's. The
+/// store guarantees, atomically and under concurrency, that names are
+/// unique per owner and that updates apply only to the version they were
+/// made from.
+#[cfg_attr(any(test, feature = "mocks"), mockall::automock)]
+#[async_trait]
+pub trait TokenRepository: Send + Sync {
+    /// Stores a new token. Every field is kept exactly, timestamps to the
+    /// microsecond.
+    ///
+    /// # Errors
+    /// [`InsertError::NameTaken`] when the owner has a token of that name;
+    /// [`InsertError::Duplicate`] when the id or secret hash exists.
+    async fn insert(&self, token: &Token) -> Result<(), InsertError>;
+
+    /// The token with this id, whoever owns it.
+    ///
+    /// # Errors
+    /// [`GetError::NotFound`] when there is none.
+    async fn get(&self, id: &TokenId) -> Result<Token, GetError>;
+
+    /// The token whose value has this hash: the lookup of every authorize.
+    ///
+    /// # Errors
+    /// [`BackendError`] when the store cannot be read.
+    async fn find_by_secret_hash(&self, hash: &SecretHash) -> Result<Option<Token>, BackendError>;
+
+    /// Up to `limit` of the owner's tokens after `after` (from the newest
+    /// when `None`), newest first. `next` is set when more tokens follow.
+    ///
+    /// # Errors
+    /// [`BackendError`] when the store cannot be read.
+    async fn list(&self, owner: &Principal, after: Option<Cursor>, limit: usize) -> Result<Page, BackendError>;
+
+    /// Replaces the name, policy (but its expiration, which never changes),
+    /// `updated_at` and `version` of the stored token with `token.id`,
+    /// provided its stored version is `expected_version`. The caller sets
+    /// `token.version` to `expected_version + 1`. Other fields are not
+    /// touched.
+    ///
+    /// # Errors
+    /// [`UpdateError::NotFound`], [`UpdateError::Conflict`] when the stored
+    /// version differs, [`UpdateError::NameTaken`] when another of the
+    /// owner's tokens has the new name.
+    async fn update(&self, token: &Token, expected_version: u64) -> Result<(), UpdateError>;
+
+    /// Deletes the token, when `expected_version` is `None` or matches.
+    /// Once this returns, lookups by id and by hash find nothing.
+    ///
+    /// # Errors
+    /// [`DeleteError::NotFound`], or [`DeleteError::Conflict`] when the
+    /// stored version differs from the expected one.
+    async fn delete(&self, id: &TokenId, expected_version: Option<u64>) -> Result<(), DeleteError>;
+
+    /// Records that tokens were used, each at the given time. A token's
+    /// `last_used_at` only moves forward; ids of deleted tokens are skipped.
+    /// `version` and `updated_at` are not touched: use is not a change.
+    ///
+    /// # Errors
+    /// [`BackendError`] when the store cannot be written.
+    async fn record_last_use(&self, uses: &[(TokenId, Timestamp)]) -> Result<(), BackendError>;
+
+    /// How many tokens the owner has.
+    ///
+    /// # Errors
+    /// [`BackendError`] when the store cannot be read.
+    async fn count_owned(&self, owner: &Principal) -> Result<u64, BackendError>;
+}

@@ -1,0 +1,127 @@
+//! The crate dependency rules of `docs/architecture.md`, checked against
+//! the resolved dependency graph.
+//!
+//! The rules are read from the document itself (its `dependency-rules`
+//! block), so the page and the check cannot drift apart. A rule forbids a
+//! crate from depending on others directly or through any chain of normal
+//! (non-dev) dependencies.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::PathBuf;
+use std::process::Command;
+
+use anyhow::{Context, Result, bail};
+
+/// The workspace's root directory.
+pub fn workspace_root() -> PathBuf {
+    let manifest_dir = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    manifest_dir.parent().map_or(manifest_dir.clone(), PathBuf::from)
+}
+
+/// `crate -> crates it must not depend on`, from the document.
+pub fn rules(document: &str) -> Result<BTreeMap<String, Vec<String>>> {
+    let block = document
+        .split("```dependency-rules")
+        .nth(1)
+        .and_then(|rest| rest.split("```").next())
+        .context("docs/architecture.md has no ```dependency-rules block")?;
+    let mut rules = BTreeMap::new();
+    for line in block
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+    {
+        let Some((krate, forbidden)) = line.split_once("must not depend on") else {
+            bail!("cannot read the rule {line:?}");
+        };
+        let forbidden = forbidden
+            .split([',', ' '])
+            .filter(|s| !s.is_empty())
+            .map(str::to_owned)
+            .collect();
+        rules.insert(krate.trim().to_owned(), forbidden);
+    }
+    Ok(rules)
+}
+
+/// Every package `krate` reaches through normal dependencies, by name, with
+/// features resolved as when `krate` is built on its own. (`cargo tree`
+/// rather than `cargo metadata`: the latter's graph ignores the feature
+/// resolver and lists optional dependencies that are never built.)
+pub fn normal_closure(krate: &str) -> Result<BTreeSet<String>> {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let output = Command::new(cargo)
+        .args([
+            "tree", "--locked", "-e", "normal", "--prefix", "none", "--format", "{p}", "-p", krate,
+        ])
+        .current_dir(workspace_root())
+        .output()
+        .context("cannot run cargo tree")?;
+    if !output.status.success() {
+        bail!(
+            "cargo tree -p {krate} failed: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+    let text = String::from_utf8(output.stdout)?;
+    let mut names: BTreeSet<String> = text
+        .lines()
+        .filter_map(|line| line.split_whitespace().next())
+        .map(str::to_owned)
+        .collect();
+    names.remove(krate);
+    Ok(names)
+}
+
+/// Every broken rule of `docs/architecture.md`, in words.
+pub fn broken_rules() -> Result<Vec<String>> {
+    let document = std::fs::read_to_string(workspace_root().join("docs/architecture.md"))?;
+    let mut broken = Vec::new();
+    for (krate, forbidden) in rules(&document)? {
+        let reached = normal_closure(&krate)?;
+        for bad in forbidden.iter().filter(|f| reached.contains(*f)) {
+            broken.push(format!("{krate} depends on {bad}"));
+        }
+    }
+    Ok(broken)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn crate_dependencies_follow_docs_architecture() {
+        let broken = broken_rules().unwrap();
+        assert!(
+            broken.is_empty(),
+            "docs/architecture.md is broken:\n{}",
+            broken.join("\n")
+        );
+    }
+
+    #[test]
+    fn the_rules_are_read_as_written() {
+        let doc = "intro\n```dependency-rules\n# comment\na must not depend on b, c\nd must not depend on e\n```\n";
+        let rules = rules(doc).unwrap();
+        assert_eq!(rules["a"], ["b", "c"]);
+        assert_eq!(rules["d"], ["e"]);
+        assert!(super::rules("no block").is_err());
+    }
+
+    #[test]
+    fn a_broken_rule_would_be_seen() {
+        // The domain reaches sqlparser; a rule against it must fail, which
+        // shows the closure sees real edges.
+        assert!(normal_closure("latchkey-domain").unwrap().contains("sqlparser"));
+        assert!(normal_closure("latchkey-app").unwrap().contains("latchkey-domain"));
+        assert!(
+            !normal_closure("latchkey-app").unwrap().contains("mockall"),
+            "dev-dependencies do not count"
+        );
+        assert!(
+            normal_closure("no-such-crate").is_err(),
+            "a rule for a crate that does not exist fails"
+        );
+    }
+}

@@ -1,0 +1,124 @@
+//! The project's verbs, run as `cargo xtask <verb>` (an alias in
+//! `.cargo/config.toml`), so that the README, CI and developers run the same
+//! one-liners.
+
+#![allow(clippy::print_stdout)]
+
+mod architecture;
+
+use std::env;
+use std::net::{SocketAddr, TcpStream};
+use std::process::Command;
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+
+const USAGE: &str = "\
+usage: cargo xtask <verb>
+
+verbs:
+  test          formatting, lints and every test (the command CI runs)
+  architecture  check the crate dependency rules of docs/architecture.md
+";
+
+fn main() -> Result<()> {
+    let mut args = env::args().skip(1);
+    match args.next().as_deref() {
+        Some("test") => test(),
+        Some("architecture") => {
+            let broken = architecture::broken_rules()?;
+            if broken.is_empty() {
+                println!("every rule of docs/architecture.md holds");
+                Ok(())
+            } else {
+                bail!("docs/architecture.md is broken:\n{}", broken.join("\n"))
+            }
+        }
+        Some("-h" | "--help") | None => {
+            print!("{USAGE}");
+            Ok(())
+        }
+        Some(other) => bail!("unknown verb {other:?}\n{USAGE}"),
+    }
+}
+
+/// Runs a cargo command in the workspace root, failing when it fails.
+fn cargo(args: &[&str], envs: &[(&str, String)]) -> Result<()> {
+    let cargo = env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    println!("\n$ cargo {}", args.join(" "));
+    let status = Command::new(&cargo)
+        .args(args)
+        .envs(envs.iter().map(|(k, v)| (k, v)))
+        .current_dir(architecture::workspace_root())
+        .status()
+        .with_context(|| format!("cannot run {cargo}"))?;
+    if !status.success() {
+        bail!("cargo {} failed ({status})", args.join(" "));
+    }
+    Ok(())
+}
+
+/// The PostgreSQL the tests use: `LATCHKEY_TEST_POSTGRES_URL` when set,
+/// otherwise the local server when one answers on 127.0.0.1:5432. With
+/// neither, the PostgreSQL tests start a container, and fail with a message
+/// saying how to provide a server when that is not possible either.
+fn postgres_for_tests() -> Option<String> {
+    if let Ok(url) = env::var("LATCHKEY_TEST_POSTGRES_URL") {
+        return Some(url);
+    }
+    let local = SocketAddr::from(([127, 0, 0, 1], 5432));
+    TcpStream::connect_timeout(&local, Duration::from_secs(1))
+        .ok()
+        .map(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_owned())
+}
+
+fn test() -> Result<()> {
+    cargo(&["fmt", "--all", "--check"], &[])?;
+    cargo(
+        &[
+            "clippy",
+            "--workspace",
+            "--all-targets",
+            "--locked",
+            "--",
+            "-D",
+            "warnings",
+        ],
+        &[],
+    )?;
+    let mut envs = Vec::new();
+    match postgres_for_tests() {
+        Some(url) => {
+            println!("PostgreSQL tests use LATCHKEY_TEST_POSTGRES_URL={}", redact(&url));
+            envs.push(("LATCHKEY_TEST_POSTGRES_URL", url));
+        }
+        None => println!("no PostgreSQL on 127.0.0.1:5432: the PostgreSQL tests will try testcontainers"),
+    }
+    cargo(&["test", "--workspace", "--locked"], &envs)
+}
+
+/// Hides a password in a database URL before printing it.
+fn redact(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme_end), Some(at)) if at > scheme_end => {
+            let userinfo = &url[scheme_end + 3..at];
+            match userinfo.split_once(':') {
+                Some((user, _)) => format!("{}{user}:***{}", &url[..scheme_end + 3], &url[at..]),
+                None => url.to_owned(),
+            }
+        }
+        _ => url.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::redact;
+
+    #[test]
+    fn passwords_are_hidden() {
+        assert_eq!(redact("postgres://u:secret@h:5432/db"), "postgres://u:***@h:5432/db");
+        assert_eq!(redact("postgres://u@h/db"), "postgres://u@h/db");
+        assert_eq!(redact("postgres://h/db"), "postgres://h/db");
+    }
+}
