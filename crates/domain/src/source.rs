@@ -53,6 +53,8 @@ pub enum SourceError {
     InvalidPattern(&'static str),
     #[error("a query source must be a single SQL statement")]
     MultipleStatements,
+    #[error("the source contains a control character (only tab, line feed and carriage return are allowed)")]
+    InvalidCharacter,
 }
 
 impl SourceError {
@@ -65,6 +67,7 @@ impl SourceError {
             SourceError::PatternTooBroad => "pattern_too_broad",
             SourceError::InvalidPattern(_) => "pattern_invalid",
             SourceError::MultipleStatements => "multiple_statements",
+            SourceError::InvalidCharacter => "source_invalid_character",
         }
     }
 }
@@ -366,6 +369,11 @@ fn classify(raw: &str) -> Result<(&str, Shape), SourceError> {
     if text.len() > MAX_SOURCE_BYTES {
         return Err(SourceError::TooLong { len: text.len() });
     }
+    // NUL and other control characters have no place in a name or a query,
+    // and no store keeps NUL in text.
+    if text.chars().any(|c| c.is_control() && !matches!(c, '\t' | '\n' | '\r')) {
+        return Err(SourceError::InvalidCharacter);
+    }
     if text == "*" {
         return Ok((text, Shape::All));
     }
@@ -518,6 +526,9 @@ mod tests {
             ("select 1", Ok(K::Query)),
             ("a..b", Ok(K::Query)),
             ("", Err("source_empty")),
+            ("SELECT 1\0", Err("source_invalid_character")),
+            ("p.d.\u{1b}[31m", Err("source_invalid_character")),
+            ("SELECT 1\r\n\tFROM t", Ok(K::Query)),
             ("   \n\t", Err("source_empty")),
         ];
         for (raw, expected) in cases {

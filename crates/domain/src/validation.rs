@@ -41,6 +41,8 @@ pub enum IssueCode {
     PatternInvalid,
     /// V6: a query source of several statements.
     MultipleStatements,
+    /// V6: a control character in a source.
+    SourceInvalidCharacter,
     /// V7.
     NameEmpty,
     /// V7.
@@ -82,6 +84,7 @@ impl IssueCode {
             IssueCode::PatternTooBroad => "pattern_too_broad",
             IssueCode::PatternInvalid => "pattern_invalid",
             IssueCode::MultipleStatements => "multiple_statements",
+            IssueCode::SourceInvalidCharacter => "source_invalid_character",
             IssueCode::NameEmpty => "name_empty",
             IssueCode::NameTooLong => "name_too_long",
             IssueCode::NameInvalid => "name_invalid",
@@ -186,6 +189,7 @@ fn source_issue(field: String, error: &SourceError) -> FieldIssue {
         SourceError::PatternTooBroad => IssueCode::PatternTooBroad,
         SourceError::InvalidPattern(_) => IssueCode::PatternInvalid,
         SourceError::MultipleStatements => IssueCode::MultipleStatements,
+        SourceError::InvalidCharacter => IssueCode::SourceInvalidCharacter,
     };
     FieldIssue::new(field, code, error.to_string())
 }

@@ -1,0 +1,115 @@
+//! The schema, as numbered migrations embedded in the binary.
+
+use sqlx::{PgPool, Row};
+
+/// Each entry is applied once, in order. Never edit an entry that has been
+/// released: add a new one.
+const MIGRATIONS: &[&str] = &[
+    // 1: orgs, users, connections and tokens.
+    r#"
+    CREATE TABLE orgs (
+        name text COLLATE "C" PRIMARY KEY
+    );
+
+    CREATE TABLE users (
+        org text COLLATE "C" NOT NULL REFERENCES orgs (name),
+        name text COLLATE "C" NOT NULL,
+        key_hash bytea NOT NULL CONSTRAINT users_key_hash_key UNIQUE,
+        PRIMARY KEY (org, name)
+    );
+
+    CREATE TABLE connections (
+        org text COLLATE "C" NOT NULL REFERENCES orgs (name),
+        name text COLLATE "C" NOT NULL,
+        provider text NOT NULL,
+        PRIMARY KEY (org, name)
+    );
+
+    -- Grants and referers are JSON arrays in the row (see latchkey-rows):
+    -- the authorize lookup reads one row. Text columns use the "C"
+    -- collation: bytewise comparison, the order every adapter lists in,
+    -- whatever the server's locale.
+    CREATE TABLE tokens (
+        id text COLLATE "C" CONSTRAINT tokens_pkey PRIMARY KEY,
+        org text COLLATE "C" NOT NULL,
+        owner text COLLATE "C" NOT NULL,
+        name text COLLATE "C" NOT NULL,
+        secret_hash bytea NOT NULL CONSTRAINT tokens_secret_hash_key UNIQUE,
+        sealed_secret bytea NOT NULL,
+        allowed_apis text NOT NULL,
+        grants jsonb NOT NULL,
+        referers jsonb NOT NULL,
+        expiration_date timestamptz,
+        created_at timestamptz NOT NULL,
+        updated_at timestamptz NOT NULL,
+        last_used_at timestamptz,
+        version bigint NOT NULL,
+        CONSTRAINT tokens_owner_name_key UNIQUE (org, owner, name)
+    );
+
+    -- Lists: one owner's tokens, newest first.
+    CREATE INDEX tokens_by_owner ON tokens (org, owner, created_at DESC, id DESC);
+    "#,
+];
+
+/// An arbitrary constant naming latchkey's advisory lock, held while
+/// migrating so that instances starting together migrate one at a time.
+const MIGRATION_LOCK: i64 = 0x6c61_7463_686b_6579; // "latchkey"
+
+/// Why the schema could not be brought up to date.
+#[derive(Debug, thiserror::Error)]
+pub enum MigrateError {
+    /// The database failed.
+    #[error(transparent)]
+    Database(#[from] sqlx::Error),
+    /// A newer latchkey migrated this database.
+    #[error("the database is at schema version {found}, newer than this latchkey knows ({known})")]
+    TooNew {
+        /// The version found.
+        found: i64,
+        /// The newest version this build knows.
+        known: usize,
+    },
+}
+
+/// Applies the migrations the database has not seen yet.
+pub(crate) async fn migrate(pool: &PgPool) -> Result<(), MigrateError> {
+    let mut transaction = pool.begin().await?;
+    sqlx::query("SELECT pg_advisory_xact_lock($1)")
+        .bind(MIGRATION_LOCK)
+        .execute(&mut *transaction)
+        .await?;
+    sqlx::raw_sql(
+        "CREATE TABLE IF NOT EXISTS latchkey_schema (
+             version integer PRIMARY KEY,
+             applied_at timestamptz NOT NULL DEFAULT now()
+         )",
+    )
+    .execute(&mut *transaction)
+    .await?;
+    let applied: i64 = sqlx::query("SELECT coalesce(max(version), 0)::bigint FROM latchkey_schema")
+        .fetch_one(&mut *transaction)
+        .await?
+        .try_get(0)?;
+    if usize::try_from(applied).map_or(true, |applied| applied > MIGRATIONS.len()) {
+        return Err(MigrateError::TooNew {
+            found: applied,
+            known: MIGRATIONS.len(),
+        });
+    }
+    for (index, sql) in MIGRATIONS
+        .iter()
+        .enumerate()
+        .skip(usize::try_from(applied).unwrap_or(0))
+    {
+        let version = i32::try_from(index + 1).unwrap_or(i32::MAX);
+        sqlx::raw_sql(*sql).execute(&mut *transaction).await?;
+        sqlx::query("INSERT INTO latchkey_schema (version) VALUES ($1)")
+            .bind(version)
+            .execute(&mut *transaction)
+            .await?;
+        tracing::info!(version, "applied PostgreSQL migration");
+    }
+    transaction.commit().await?;
+    Ok(())
+}

@@ -1,0 +1,426 @@
+//! The ports over PostgreSQL.
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use latchkey_domain::{
+    Connection, ConnectionName, OrgName, Principal, SecretHash, Timestamp, Token, TokenId, UserName,
+};
+use latchkey_ports::{
+    BackendError, ConnectionCatalog, CreateConnectionError, CreateUserError, Cursor, DeleteError, GetError,
+    InsertError, Page, TokenRepository, UpdateError, UserDirectory,
+};
+use latchkey_rows::{TokenRow, encode_apis, encode_grants, encode_referers, version_to_column};
+use sqlx::postgres::{PgPoolOptions, PgRow};
+use sqlx::{PgPool, Row};
+use time::OffsetDateTime;
+
+use crate::migrations::{self, MigrateError};
+
+/// Why the database could not be used.
+#[derive(Debug, thiserror::Error)]
+pub enum ConnectError {
+    /// The server could not be reached or refused the credentials.
+    #[error("cannot connect to PostgreSQL: {0}")]
+    Connect(#[source] sqlx::Error),
+    /// The schema could not be brought up to date.
+    #[error("cannot migrate the PostgreSQL schema: {0}")]
+    Migrate(#[from] MigrateError),
+}
+
+/// Every port over one PostgreSQL database. Cheap to clone: clones share
+/// the pool.
+#[derive(Clone, Debug)]
+pub struct PostgresStore {
+    pool: PgPool,
+}
+
+impl PostgresStore {
+    /// Connects with a pool of at most `max_connections` and migrates the
+    /// schema.
+    ///
+    /// # Errors
+    /// [`ConnectError`].
+    pub async fn connect(url: &str, max_connections: u32) -> Result<Self, ConnectError> {
+        let pool = PgPoolOptions::new()
+            .max_connections(max_connections)
+            .acquire_timeout(Duration::from_secs(10))
+            .connect(url)
+            .await
+            .map_err(ConnectError::Connect)?;
+        migrations::migrate(&pool).await?;
+        Ok(Self { pool })
+    }
+
+    /// The pool, for what else needs the same database (a listener).
+    #[must_use]
+    pub fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+
+    /// Whether the database answers a query (for readiness checks).
+    ///
+    /// # Errors
+    /// [`BackendError`] when it does not.
+    pub async fn ping(&self) -> Result<(), BackendError> {
+        sqlx::query("SELECT 1")
+            .execute(&self.pool)
+            .await
+            .map(drop)
+            .map_err(backend)
+    }
+
+    /// Closes every connection of the pool.
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+}
+
+/// The columns of a token in [`TokenRow`] order, as a macro so that every
+/// statement is a `&'static str` (sqlx refuses strings built at run time,
+/// which is where injections come from).
+macro_rules! token_columns {
+    () => {
+        "id, org, owner, name, secret_hash, sealed_secret, allowed_apis, grants::text, referers::text, \
+         expiration_date, created_at, updated_at, last_used_at, version"
+    };
+}
+
+fn backend(error: sqlx::Error) -> BackendError {
+    BackendError::new(error)
+}
+
+/// The name of the unique constraint a failed statement broke, if that is
+/// why it failed.
+fn unique_violation(error: &sqlx::Error) -> Option<&str> {
+    match error {
+        sqlx::Error::Database(e) if e.is_unique_violation() => Some(e.constraint().unwrap_or("")),
+        _ => None,
+    }
+}
+
+fn timestamp(datetime: OffsetDateTime) -> Result<Timestamp, BackendError> {
+    Timestamp::from_datetime(datetime).map_err(|_| BackendError::corrupt("timestamp out of range"))
+}
+
+fn token_row(row: &PgRow) -> Result<TokenRow, BackendError> {
+    let get_time = |i: usize| -> Result<Option<Timestamp>, BackendError> {
+        row.try_get::<Option<OffsetDateTime>, _>(i)
+            .map_err(backend)?
+            .map(timestamp)
+            .transpose()
+    };
+    let required = |t: Option<Timestamp>| t.ok_or_else(|| BackendError::corrupt("missing timestamp"));
+    Ok(TokenRow {
+        id: row.try_get(0).map_err(backend)?,
+        org: row.try_get(1).map_err(backend)?,
+        owner: row.try_get(2).map_err(backend)?,
+        name: row.try_get(3).map_err(backend)?,
+        secret_hash: row.try_get(4).map_err(backend)?,
+        sealed_secret: row.try_get(5).map_err(backend)?,
+        allowed_apis: row.try_get(6).map_err(backend)?,
+        grants: row.try_get(7).map_err(backend)?,
+        referers: row.try_get(8).map_err(backend)?,
+        expiration: get_time(9)?,
+        created_at: required(get_time(10)?)?,
+        updated_at: required(get_time(11)?)?,
+        last_used_at: get_time(12)?,
+        version: row.try_get(13).map_err(backend)?,
+    })
+}
+
+fn token(row: &PgRow) -> Result<Token, BackendError> {
+    token_row(row)?.into_token()
+}
+
+impl PostgresStore {
+    async fn exists(&self, id: &str) -> Result<bool, BackendError> {
+        sqlx::query("SELECT EXISTS (SELECT 1 FROM tokens WHERE id = $1)")
+            .bind(id)
+            .fetch_one(&self.pool)
+            .await
+            .and_then(|row| row.try_get(0))
+            .map_err(backend)
+    }
+}
+
+#[async_trait]
+impl TokenRepository for PostgresStore {
+    async fn insert(&self, token: &Token) -> Result<(), InsertError> {
+        let row = TokenRow::from_token(token)?;
+        let inserted = sqlx::query(
+            "INSERT INTO tokens (id, org, owner, name, secret_hash, sealed_secret, allowed_apis, grants, referers,
+                                 expiration_date, created_at, updated_at, last_used_at, version)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8::jsonb, $9::jsonb, $10, $11, $12, $13, $14)",
+        )
+        .bind(&row.id)
+        .bind(&row.org)
+        .bind(&row.owner)
+        .bind(&row.name)
+        .bind(&row.secret_hash)
+        .bind(&row.sealed_secret)
+        .bind(&row.allowed_apis)
+        .bind(&row.grants)
+        .bind(&row.referers)
+        .bind(row.expiration.map(Timestamp::as_datetime))
+        .bind(row.created_at.as_datetime())
+        .bind(row.updated_at.as_datetime())
+        .bind(row.last_used_at.map(Timestamp::as_datetime))
+        .bind(row.version)
+        .execute(&self.pool)
+        .await;
+        match inserted {
+            Ok(_) => Ok(()),
+            Err(e) => Err(match unique_violation(&e) {
+                Some("tokens_owner_name_key") => InsertError::NameTaken,
+                Some(_) => InsertError::Duplicate,
+                None => InsertError::Backend(backend(e)),
+            }),
+        }
+    }
+
+    async fn get(&self, id: &TokenId) -> Result<Token, GetError> {
+        let row = sqlx::query(concat!("SELECT ", token_columns!(), " FROM tokens WHERE id = $1"))
+            .bind(id.as_str())
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(backend)?;
+        Ok(token(&row.ok_or(GetError::NotFound)?)?)
+    }
+
+    async fn find_by_secret_hash(&self, hash: &SecretHash) -> Result<Option<Token>, BackendError> {
+        let row = sqlx::query(concat!(
+            "SELECT ",
+            token_columns!(),
+            " FROM tokens WHERE secret_hash = $1"
+        ))
+        .bind(hash.as_bytes().as_slice())
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(backend)?;
+        row.as_ref().map(token).transpose()
+    }
+
+    async fn list(&self, owner: &Principal, after: Option<Cursor>, limit: usize) -> Result<Page, BackendError> {
+        let (after_created, after_id) = match &after {
+            Some(cursor) => (Some(cursor.created_at.as_datetime()), Some(cursor.id.as_str())),
+            None => (None, None),
+        };
+        // One more than asked, to know whether another page follows.
+        let fetch = i64::try_from(limit.saturating_add(1)).unwrap_or(i64::MAX);
+        let rows = sqlx::query(concat!(
+            "SELECT ",
+            token_columns!(),
+            " FROM tokens
+             WHERE org = $1 AND owner = $2
+               AND ($3::timestamptz IS NULL OR (created_at, id) < ($3, $4::text))
+             ORDER BY created_at DESC, id DESC
+             LIMIT $5"
+        ))
+        .bind(owner.org.as_str())
+        .bind(owner.user.as_str())
+        .bind(after_created)
+        .bind(after_id)
+        .bind(fetch)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(backend)?;
+        let mut tokens = rows.iter().map(token).collect::<Result<Vec<_>, _>>()?;
+        let next = if tokens.len() > limit {
+            tokens.truncate(limit);
+            tokens.last().map(|t| Cursor {
+                created_at: t.created_at,
+                id: t.id.clone(),
+            })
+        } else {
+            None
+        };
+        Ok(Page { tokens, next })
+    }
+
+    async fn update(&self, token: &Token, expected_version: u64) -> Result<(), UpdateError> {
+        let updated = sqlx::query(
+            "UPDATE tokens SET name = $1, allowed_apis = $2, grants = $3::jsonb, referers = $4::jsonb,
+                    updated_at = $5, version = $6
+             WHERE id = $7 AND version = $8",
+        )
+        .bind(token.name.as_str())
+        .bind(encode_apis(token.policy.apis()))
+        .bind(encode_grants(token.policy.grants()))
+        .bind(encode_referers(token.policy.referers()))
+        .bind(token.updated_at.as_datetime())
+        .bind(version_to_column(token.version)?)
+        .bind(token.id.as_str())
+        .bind(version_to_column(expected_version)?)
+        .execute(&self.pool)
+        .await;
+        match updated {
+            Ok(result) if result.rows_affected() == 1 => Ok(()),
+            // The row changed or vanished between the caller's read and
+            // this write; which one is told by whether it still exists.
+            Ok(_) => Err(if self.exists(token.id.as_str()).await? {
+                UpdateError::Conflict
+            } else {
+                UpdateError::NotFound
+            }),
+            Err(e) if unique_violation(&e).is_some() => Err(UpdateError::NameTaken),
+            Err(e) => Err(UpdateError::Backend(backend(e))),
+        }
+    }
+
+    async fn delete(&self, id: &TokenId, expected_version: Option<u64>) -> Result<(), DeleteError> {
+        let expected = expected_version.map(version_to_column).transpose()?;
+        let deleted = sqlx::query("DELETE FROM tokens WHERE id = $1 AND ($2::bigint IS NULL OR version = $2)")
+            .bind(id.as_str())
+            .bind(expected)
+            .execute(&self.pool)
+            .await
+            .map_err(backend)?;
+        if deleted.rows_affected() == 1 {
+            Ok(())
+        } else if self.exists(id.as_str()).await? {
+            Err(DeleteError::Conflict)
+        } else {
+            Err(DeleteError::NotFound)
+        }
+    }
+
+    async fn record_last_use(&self, uses: &[(TokenId, Timestamp)]) -> Result<(), BackendError> {
+        if uses.is_empty() {
+            return Ok(());
+        }
+        let ids: Vec<&str> = uses.iter().map(|(id, _)| id.as_str()).collect();
+        let times: Vec<OffsetDateTime> = uses.iter().map(|(_, at)| at.as_datetime()).collect();
+        // One statement for the whole batch; GREATEST ignores NULL, so a
+        // first use sets the column and later ones only move it forward.
+        sqlx::query(
+            "UPDATE tokens AS t SET last_used_at = GREATEST(t.last_used_at, u.at)
+             FROM (SELECT id, max(at) AS at FROM unnest($1::text[], $2::timestamptz[]) AS b(id, at) GROUP BY id) AS u
+             WHERE t.id = u.id",
+        )
+        .bind(ids)
+        .bind(times)
+        .execute(&self.pool)
+        .await
+        .map(drop)
+        .map_err(backend)
+    }
+
+    async fn count_owned(&self, owner: &Principal) -> Result<u64, BackendError> {
+        let count: i64 = sqlx::query("SELECT count(*) FROM tokens WHERE org = $1 AND owner = $2")
+            .bind(owner.org.as_str())
+            .bind(owner.user.as_str())
+            .fetch_one(&self.pool)
+            .await
+            .and_then(|row| row.try_get(0))
+            .map_err(backend)?;
+        Ok(u64::try_from(count).unwrap_or(0))
+    }
+}
+
+#[async_trait]
+impl ConnectionCatalog for PostgresStore {
+    async fn connections(&self, org: &OrgName) -> Result<Vec<Connection>, BackendError> {
+        let rows = sqlx::query("SELECT name, provider FROM connections WHERE org = $1 ORDER BY name")
+            .bind(org.as_str())
+            .fetch_all(&self.pool)
+            .await
+            .map_err(backend)?;
+        rows.iter()
+            .map(|row| {
+                let name: String = row.try_get(0).map_err(backend)?;
+                let provider: String = row.try_get(1).map_err(backend)?;
+                Ok(Connection {
+                    name: ConnectionName::new(&name).map_err(|_| BackendError::corrupt("connection name"))?,
+                    provider: provider
+                        .parse()
+                        .map_err(|_| BackendError::corrupt("connection provider"))?,
+                })
+            })
+            .collect()
+    }
+
+    async fn create_connection(&self, org: &OrgName, connection: &Connection) -> Result<(), CreateConnectionError> {
+        // The foreign key on org decides atomically whether the org exists.
+        let inserted = sqlx::query("INSERT INTO connections (org, name, provider) VALUES ($1, $2, $3)")
+            .bind(org.as_str())
+            .bind(connection.name.as_str())
+            .bind(connection.provider.as_str())
+            .execute(&self.pool)
+            .await;
+        match inserted {
+            Ok(_) => Ok(()),
+            Err(sqlx::Error::Database(e)) if e.is_foreign_key_violation() => Err(CreateConnectionError::UnknownOrg),
+            Err(e) if unique_violation(&e).is_some() => Err(CreateConnectionError::NameTaken),
+            Err(e) => Err(CreateConnectionError::Backend(backend(e))),
+        }
+    }
+}
+
+#[async_trait]
+impl UserDirectory for PostgresStore {
+    async fn create_user(&self, principal: &Principal, key_hash: &SecretHash) -> Result<(), CreateUserError> {
+        let mut transaction = self.pool.begin().await.map_err(backend)?;
+        sqlx::query("INSERT INTO orgs (name) VALUES ($1) ON CONFLICT DO NOTHING")
+            .bind(principal.org.as_str())
+            .execute(&mut *transaction)
+            .await
+            .map_err(backend)?;
+        let inserted = sqlx::query("INSERT INTO users (org, name, key_hash) VALUES ($1, $2, $3)")
+            .bind(principal.org.as_str())
+            .bind(principal.user.as_str())
+            .bind(key_hash.as_bytes().as_slice())
+            .execute(&mut *transaction)
+            .await;
+        match inserted {
+            Ok(_) => {}
+            Err(e) => {
+                return Err(match unique_violation(&e) {
+                    Some("users_key_hash_key") => {
+                        CreateUserError::Backend(BackendError::corrupt("two users with one key hash"))
+                    }
+                    Some(_) => CreateUserError::UserExists,
+                    None => CreateUserError::Backend(backend(e)),
+                });
+            }
+        }
+        transaction
+            .commit()
+            .await
+            .map_err(|e| CreateUserError::Backend(backend(e)))
+    }
+
+    async fn find_by_key_hash(&self, key_hash: &SecretHash) -> Result<Option<Principal>, BackendError> {
+        let row = sqlx::query("SELECT org, name FROM users WHERE key_hash = $1")
+            .bind(key_hash.as_bytes().as_slice())
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(backend)?;
+        row.map(|row| {
+            let org: String = row.try_get(0).map_err(backend)?;
+            let user: String = row.try_get(1).map_err(backend)?;
+            Ok(Principal {
+                org: OrgName::new(&org).map_err(|_| BackendError::corrupt("user org"))?,
+                user: UserName::new(&user).map_err(|_| BackendError::corrupt("user name"))?,
+            })
+        })
+        .transpose()
+    }
+
+    async fn has_users(&self) -> Result<bool, BackendError> {
+        sqlx::query("SELECT EXISTS (SELECT 1 FROM users)")
+            .fetch_one(&self.pool)
+            .await
+            .and_then(|row| row.try_get(0))
+            .map_err(backend)
+    }
+
+    async fn org_exists(&self, org: &OrgName) -> Result<bool, BackendError> {
+        sqlx::query("SELECT EXISTS (SELECT 1 FROM orgs WHERE name = $1)")
+            .bind(org.as_str())
+            .fetch_one(&self.pool)
+            .await
+            .and_then(|row| row.try_get(0))
+            .map_err(backend)
+    }
+}
