@@ -75,6 +75,8 @@ pub struct TokenPatch {
     pub referers: Option<Vec<String>>,
     /// Whether the request named `expiration_date`, which cannot change.
     pub names_expiration: bool,
+    /// Fields of the request that a token does not have: violations.
+    pub unknown_fields: Vec<String>,
 }
 
 /// The token use cases.
@@ -329,5 +331,6 @@ fn merge(current: &Token, patch: &TokenPatch) -> TokenDraft {
             .referers
             .clone()
             .unwrap_or_else(|| policy.referers().iter().map(|r| r.text().to_owned()).collect()),
+        unknown_fields: patch.unknown_fields.clone(),
     }
 }

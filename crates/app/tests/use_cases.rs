@@ -71,6 +71,7 @@ fn maps_token() -> NewToken {
                 source: "p.d.t".into(),
             }],
             referers: vec![],
+            unknown_fields: vec![],
         },
         expiration_date: None,
     }

@@ -49,6 +49,7 @@ pub fn draft(apis: &[&str], grants: Vec<(&str, String)>, referers: Vec<String>) 
             })
             .collect(),
         referers,
+        unknown_fields: vec![],
     }
 }
 

@@ -66,6 +66,8 @@ pub enum IssueCode {
     RefererHasPath,
     /// A grant of every source of a connection.
     AllSources,
+    /// A field the request should not have (V10).
+    UnknownField,
 }
 
 impl IssueCode {
@@ -96,6 +98,7 @@ impl IssueCode {
             IssueCode::QueryNotParsed => "query_not_parsed",
             IssueCode::RefererHasPath => "referer_has_path",
             IssueCode::AllSources => "all_sources",
+            IssueCode::UnknownField => "unknown_field",
         }
     }
 }
@@ -148,6 +151,10 @@ pub struct TokenDraft {
     pub grants: Vec<GrantDraft>,
     /// Referer patterns.
     pub referers: Vec<String>,
+    /// Fields of the request that are not fields of a token. They are
+    /// violations (V10), reported with the others: a misspelt `referrers`
+    /// must not leave a token unrestricted.
+    pub unknown_fields: Vec<String>,
 }
 
 /// Where the expiration comes from.
@@ -378,6 +385,14 @@ pub fn validate(
     }
 
     let expiration = check_expiration(expiration, &mut issues);
+
+    for field in &draft.unknown_fields {
+        issues.push(FieldIssue::new(
+            field.clone(),
+            IssueCode::UnknownField,
+            "unknown field; a token has name, allowed_apis, grants, referers and expiration_date",
+        ));
+    }
 
     // V3 and V4 relate APIs to grants; they are only meaningful when both
     // sides are known, or a typo in one place would be reported as a

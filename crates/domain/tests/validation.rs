@@ -375,6 +375,20 @@ fn v9_expiration() {
 }
 
 #[test]
+fn v10_unknown_fields_are_violations() {
+    let mut misspelt = draft(&["lds"], vec![], &[]);
+    misspelt.unknown_fields = vec!["referrers".into(), "expires".into()];
+    let got = run(&misspelt, None).unwrap_err();
+    assert_eq!(
+        got,
+        [
+            ("referrers".to_owned(), "unknown_field"),
+            ("expires".to_owned(), "unknown_field")
+        ]
+    );
+}
+
+#[test]
 fn v10_at_most_100_grants() {
     let grants = |n: usize| (0..n).map(|i| grant("bq", &format!("p.d.t{i}"))).collect::<Vec<_>>();
     check_table(
@@ -405,6 +419,7 @@ fn every_violation_is_reported_at_once_in_field_order() {
         &["https://ok.com", "gopher://old.net"],
     );
     bad.name = Some(String::new());
+    bad.unknown_fields = vec!["referrers".into()];
     let got = run(&bad, Some("yesterday")).unwrap_err();
     let expected = [
         ("name", "name_empty"),
@@ -413,6 +428,7 @@ fn every_violation_is_reported_at_once_in_field_order() {
         ("grants[2].source", "pattern_too_broad"),
         ("referers[1]", "referer_invalid"),
         ("expiration_date", "timestamp_invalid"),
+        ("referrers", "unknown_field"),
     ];
     let expected: Vec<(String, &str)> = expected.iter().map(|(f, c)| ((*f).to_owned(), *c)).collect();
     assert_eq!(got, expected);

@@ -13,12 +13,14 @@
 mod catalog;
 mod clock;
 mod error;
+mod health;
 mod tokens;
 mod users;
 
 pub use catalog::{ConnectionCatalog, CreateConnectionError};
 pub use clock::Clock;
 pub use error::BackendError;
+pub use health::StoreHealth;
 pub use tokens::{Cursor, DeleteError, GetError, InsertError, Page, TokenRepository, UpdateError};
 pub use users::{AuthenticationError, Authenticator, CreateUserError, UserDirectory};
 
@@ -26,6 +28,8 @@ pub use users::{AuthenticationError, Authenticator, CreateUserError, UserDirecto
 pub use catalog::MockConnectionCatalog;
 #[cfg(any(test, feature = "mocks"))]
 pub use clock::MockClock;
+#[cfg(any(test, feature = "mocks"))]
+pub use health::MockStoreHealth;
 #[cfg(any(test, feature = "mocks"))]
 pub use tokens::MockTokenRepository;
 #[cfg(any(test, feature = "mocks"))]

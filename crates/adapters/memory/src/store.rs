@@ -11,7 +11,7 @@ use latchkey_domain::{
 };
 use latchkey_ports::{
     BackendError, ConnectionCatalog, CreateConnectionError, CreateUserError, Cursor, DeleteError, GetError,
-    InsertError, Page, TokenRepository, UpdateError, UserDirectory,
+    InsertError, Page, StoreHealth, TokenRepository, UpdateError, UserDirectory,
 };
 
 /// The order of an owner's list: newest first, then by id descending.
@@ -237,5 +237,12 @@ impl UserDirectory for MemoryStore {
 
     async fn org_exists(&self, org: &OrgName) -> Result<bool, BackendError> {
         Ok(self.read().orgs.contains(org))
+    }
+}
+
+#[async_trait]
+impl StoreHealth for MemoryStore {
+    async fn ping(&self) -> Result<(), BackendError> {
+        Ok(())
     }
 }

@@ -8,7 +8,7 @@ use latchkey_domain::{
 };
 use latchkey_ports::{
     BackendError, ConnectionCatalog, CreateConnectionError, CreateUserError, Cursor, DeleteError, GetError,
-    InsertError, Page, TokenRepository, UpdateError, UserDirectory,
+    InsertError, Page, StoreHealth, TokenRepository, UpdateError, UserDirectory,
 };
 use latchkey_rows::{TokenRow, encode_apis, encode_grants, encode_referers, version_to_column};
 use sqlx::postgres::{PgPoolOptions, PgRow};
@@ -56,18 +56,6 @@ impl PostgresStore {
     #[must_use]
     pub fn pool(&self) -> &PgPool {
         &self.pool
-    }
-
-    /// Whether the database answers a query (for readiness checks).
-    ///
-    /// # Errors
-    /// [`BackendError`] when it does not.
-    pub async fn ping(&self) -> Result<(), BackendError> {
-        sqlx::query("SELECT 1")
-            .execute(&self.pool)
-            .await
-            .map(drop)
-            .map_err(backend)
     }
 
     /// Closes every connection of the pool.
@@ -421,6 +409,17 @@ impl UserDirectory for PostgresStore {
             .fetch_one(&self.pool)
             .await
             .and_then(|row| row.try_get(0))
+            .map_err(backend)
+    }
+}
+
+#[async_trait]
+impl StoreHealth for PostgresStore {
+    async fn ping(&self) -> Result<(), BackendError> {
+        sqlx::query("SELECT 1")
+            .execute(&self.pool)
+            .await
+            .map(drop)
             .map_err(backend)
     }
 }

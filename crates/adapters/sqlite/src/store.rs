@@ -9,7 +9,7 @@ use latchkey_domain::{
 };
 use latchkey_ports::{
     BackendError, ConnectionCatalog, CreateConnectionError, CreateUserError, Cursor, DeleteError, GetError,
-    InsertError, Page, TokenRepository, UpdateError, UserDirectory,
+    InsertError, Page, StoreHealth, TokenRepository, UpdateError, UserDirectory,
 };
 use latchkey_rows::{TokenRow, encode_apis, encode_grants, encode_referers, version_to_column};
 use rusqlite::{ErrorCode, OptionalExtension, Row, TransactionBehavior, params};
@@ -59,14 +59,6 @@ impl SqliteStore {
             Ok((journal, synchronous, foreign_keys))
         })
         .await
-    }
-
-    /// Whether the file answers a query (for readiness checks).
-    ///
-    /// # Errors
-    /// [`BackendError`] when it does not.
-    pub async fn ping(&self) -> Result<(), BackendError> {
-        pool::read(&self.pool, |c| c.query_row("SELECT 1", [], |_| Ok(()))).await
     }
 }
 
@@ -441,5 +433,12 @@ impl UserDirectory for SqliteStore {
             })
         })
         .await
+    }
+}
+
+#[async_trait]
+impl StoreHealth for SqliteStore {
+    async fn ping(&self) -> Result<(), BackendError> {
+        pool::read(&self.pool, |c| c.query_row("SELECT 1", [], |_| Ok(()))).await
     }
 }

@@ -39,6 +39,7 @@ pub fn draft(apis: &[&str], grants: Vec<GrantDraft>, referers: &[&str]) -> Token
         allowed_apis: apis.iter().map(|s| (*s).to_owned()).collect(),
         grants,
         referers: referers.iter().map(|s| (*s).to_owned()).collect(),
+        unknown_fields: vec![],
     }
 }
 

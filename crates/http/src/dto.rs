@@ -1,0 +1,264 @@
+//! The wire format of SPEC §7: request and response bodies. Serde lives
+//! only here; the layers below never see JSON.
+
+use latchkey_app::TokenView;
+use latchkey_domain::validation::GrantDraft;
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use crate::body::{Fields, double_option};
+use crate::error::Detail;
+
+/// An API a token can be allowed to call.
+#[derive(ToSchema)]
+#[schema(as = ApiName)]
+#[allow(dead_code)]
+pub enum ApiName {
+    #[schema(rename = "sql")]
+    Sql,
+    #[schema(rename = "maps")]
+    Maps,
+    #[schema(rename = "imports")]
+    Imports,
+    #[schema(rename = "lds")]
+    Lds,
+}
+
+/// A data source reachable through a connection.
+#[derive(Clone, Debug, Deserialize, Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct GrantBody {
+    /// The connection's name, e.g. `carto_dw`.
+    #[schema(example = "carto_dw")]
+    pub connection_name: String,
+    /// `*` (all sources), a pattern (`project.dataset.*`), a table or tileset
+    /// (`project.dataset.table`), or one SQL statement (at most 64 KiB).
+    #[schema(example = "my-project.dataset.table")]
+    pub source: String,
+}
+
+impl From<GrantBody> for GrantDraft {
+    fn from(grant: GrantBody) -> Self {
+        GrantDraft {
+            connection_name: grant.connection_name,
+            source: grant.source,
+        }
+    }
+}
+
+/// A token as its owner sees it.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct TokenBody {
+    /// The public id.
+    #[schema(example = "Hq3xJ7rT2mKa")]
+    pub id: String,
+    /// The secret value, to send as the token; null only when the server
+    /// key changed since the token was made.
+    pub token: Option<String>,
+    /// Unique among the owner's tokens.
+    #[schema(example = "tk_Hq3xJ7rT2mKa")]
+    pub name: String,
+    /// Alphabetical.
+    #[schema(value_type = Vec<ApiName>)]
+    pub allowed_apis: Vec<String>,
+    /// The grants.
+    pub grants: Vec<GrantBody>,
+    /// Allowed websites; empty means any.
+    pub referers: Vec<String>,
+    /// RFC 3339, UTC; null means never.
+    #[schema(format = DateTime)]
+    pub expiration_date: Option<String>,
+    /// RFC 3339, UTC.
+    #[schema(format = DateTime)]
+    pub created_at: String,
+    /// RFC 3339, UTC.
+    #[schema(format = DateTime)]
+    pub updated_at: String,
+    /// RFC 3339, UTC; null until the token is first used (recorded within
+    /// a few seconds of the use).
+    #[schema(format = DateTime)]
+    pub last_used_at: Option<String>,
+    /// Things that are allowed but worth a second look.
+    pub warnings: Vec<Detail>,
+}
+
+impl From<TokenView> for TokenBody {
+    fn from(view: TokenView) -> Self {
+        let token = view.token;
+        let policy = &token.policy;
+        Self {
+            id: token.id.to_string(),
+            token: view.value.map(|v| v.expose().to_owned()),
+            name: token.name.to_string(),
+            allowed_apis: policy.apis().iter().map(|a| a.as_str().to_owned()).collect(),
+            grants: policy
+                .grants()
+                .iter()
+                .map(|g| GrantBody {
+                    connection_name: g.connection().to_string(),
+                    source: g.source().text().to_owned(),
+                })
+                .collect(),
+            referers: policy.referers().iter().map(|r| r.text().to_owned()).collect(),
+            expiration_date: policy.expiration().map(|t| t.to_rfc3339()),
+            created_at: token.created_at.to_rfc3339(),
+            updated_at: token.updated_at.to_rfc3339(),
+            last_used_at: token.last_used_at.map(|t| t.to_rfc3339()),
+            warnings: view.warnings.into_iter().map(Detail::from).collect(),
+        }
+    }
+}
+
+/// A new token.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateTokenRequest {
+    /// 1–128 characters; `tk_` and the id when absent.
+    #[serde(default)]
+    pub name: Option<String>,
+    /// Not empty; `imports` only alone.
+    #[schema(value_type = Vec<ApiName>)]
+    pub allowed_apis: Vec<String>,
+    /// At most 100; every API but `lds` needs one.
+    pub grants: Vec<GrantBody>,
+    /// At most 50 patterns `[scheme://]host[:port][path]`; empty or absent
+    /// means any website.
+    #[serde(default)]
+    pub referers: Option<Vec<String>>,
+    /// RFC 3339, in the future. Can only be set here.
+    #[serde(default)]
+    #[schema(format = DateTime)]
+    pub expiration_date: Option<String>,
+}
+
+impl Fields for CreateTokenRequest {
+    const FIELDS: &'static [&'static str] = &["name", "allowed_apis", "grants", "referers", "expiration_date"];
+}
+
+/// Changes to a token: each field present replaces the whole field.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateTokenRequest {
+    /// A new name; null resets it to `tk_` and the id.
+    #[serde(default, deserialize_with = "double_option")]
+    #[schema(value_type = Option<String>)]
+    pub name: Option<Option<String>>,
+    /// New allowed APIs.
+    #[serde(default)]
+    #[schema(value_type = Option<Vec<ApiName>>)]
+    pub allowed_apis: Option<Vec<String>>,
+    /// New grants.
+    #[serde(default)]
+    pub grants: Option<Vec<GrantBody>>,
+    /// New referers.
+    #[serde(default)]
+    pub referers: Option<Vec<String>>,
+    /// Refused with `expiration_immutable`: the expiration is set at
+    /// creation only. Listed so that naming it is that error rather than
+    /// an unknown field.
+    // Read for its presence only (`JsonBody::present`): a null counts too.
+    #[serde(default)]
+    #[schema(value_type = Option<String>, format = DateTime)]
+    #[allow(dead_code)]
+    pub expiration_date: Option<serde_json::Value>,
+}
+
+impl Fields for UpdateTokenRequest {
+    const FIELDS: &'static [&'static str] = &["name", "allowed_apis", "grants", "referers", "expiration_date"];
+}
+
+/// A page of the caller's tokens.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct TokenPage {
+    /// Newest first.
+    pub data: Vec<TokenBody>,
+    /// Pass as `cursor` for the next page; null on the last page.
+    pub next_cursor: Option<String>,
+}
+
+/// A request to a data API, to decide.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AuthorizeRequest {
+    /// The token value the request carries.
+    pub token: String,
+    /// The API the request is for.
+    #[schema(value_type = ApiName)]
+    pub api: String,
+    /// Required for every API but `lds`.
+    #[serde(default)]
+    pub connection_name: Option<String>,
+    /// `table`, `tileset` or `query`; required for every API but `lds`.
+    #[serde(default)]
+    #[schema(value_type = Option<SourceTypeName>)]
+    pub source_type: Option<String>,
+    /// The table or tileset name, or the SQL text; required for every API
+    /// but `lds`.
+    #[serde(default)]
+    pub source: Option<String>,
+    /// The request's `Referer` header, if any.
+    #[serde(default)]
+    pub referer: Option<String>,
+    /// The request's `Origin` header, if any.
+    #[serde(default)]
+    pub origin: Option<String>,
+}
+
+impl Fields for AuthorizeRequest {
+    const FIELDS: &'static [&'static str] = &[
+        "token",
+        "api",
+        "connection_name",
+        "source_type",
+        "source",
+        "referer",
+        "origin",
+    ];
+}
+
+/// What kind of source a request touches.
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub enum SourceTypeName {
+    #[schema(rename = "table")]
+    Table,
+    #[schema(rename = "tileset")]
+    Tileset,
+    #[schema(rename = "query")]
+    Query,
+}
+
+/// The decision.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct AuthorizeResponse {
+    /// Whether the request may proceed.
+    pub allowed: bool,
+    /// Why not: `token_malformed`, `token_unknown`, `token_expired`,
+    /// `api_not_allowed`, `referer_missing`, `referer_not_allowed`,
+    /// `connection_not_granted` or `source_not_granted`; null when allowed.
+    pub reason: Option<String>,
+}
+
+/// A connection of the caller's org.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ConnectionBody {
+    /// The name to use in grants.
+    pub name: String,
+    /// `bigquery`, `snowflake`, `redshift`, `postgres`, `databricks` or
+    /// `carto_dw`.
+    pub provider: String,
+}
+
+/// The connections of the caller's org.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ConnectionList {
+    /// Ordered by name.
+    pub data: Vec<ConnectionBody>,
+}
+
+/// A liveness or readiness answer.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Status {
+    /// `ok`.
+    pub status: String,
+}

@@ -1,0 +1,204 @@
+//! The one error type of the HTTP API, and the error body of SPEC §7.
+
+use axum::Json;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use latchkey_app::TokenError;
+use latchkey_domain::validation::FieldIssue;
+use latchkey_ports::{AuthenticationError, BackendError};
+use serde::Serialize;
+use utoipa::ToSchema;
+
+/// An error as clients receive it.
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(example = json!({"error": "the token is not valid", "code": "validation_failed",
+    "details": [{"field": "grants[0].source", "code": "pattern_too_broad",
+    "message": "a pattern needs at least two complete segments before the wildcard, as in project.dataset.*"}]}))]
+pub struct ErrorBody {
+    /// A sentence for people.
+    pub error: String,
+    /// A stable code for programs.
+    pub code: String,
+    /// For validation errors: every problem, each with its field.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub details: Option<Vec<Detail>>,
+}
+
+/// One problem with one field of a request.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, ToSchema)]
+pub struct Detail {
+    /// The field's path in the request body, e.g. `grants[2].source`.
+    pub field: String,
+    /// A stable code.
+    pub code: String,
+    /// A sentence for people.
+    pub message: String,
+}
+
+impl Detail {
+    pub(crate) fn new(field: impl Into<String>, code: impl Into<String>, message: impl Into<String>) -> Self {
+        Self {
+            field: field.into(),
+            code: code.into(),
+            message: message.into(),
+        }
+    }
+}
+
+impl From<FieldIssue> for Detail {
+    fn from(issue: FieldIssue) -> Self {
+        Self {
+            field: issue.field,
+            code: issue.code.as_str().to_owned(),
+            message: issue.message,
+        }
+    }
+}
+
+/// Everything a request can fail with. Each variant has one status and
+/// code; internal causes are logged, never sent.
+#[derive(Debug)]
+pub enum ApiError {
+    /// 400 `invalid_request`: the request cannot be read at all.
+    InvalidRequest(String),
+    /// 400 `validation_failed`: fields are wrong; each is listed.
+    Validation(Vec<Detail>),
+    /// 400 `expiration_immutable`.
+    ExpirationImmutable,
+    /// 401 `unauthorized`.
+    Unauthorized,
+    /// 404 `not_found`.
+    NotFound,
+    /// 405 `method_not_allowed`.
+    MethodNotAllowed,
+    /// 408 `timeout`.
+    Timeout,
+    /// 409 `name_taken`.
+    NameTaken,
+    /// 409 `too_many_tokens`.
+    TooManyTokens(u64),
+    /// 412 `precondition_failed`.
+    PreconditionFailed,
+    /// 413 `payload_too_large`.
+    PayloadTooLarge,
+    /// 415 `unsupported_media_type`.
+    UnsupportedMediaType,
+    /// 500 `internal`.
+    Internal(String),
+    /// 503 `unavailable`: storage does not answer. Callers that ask
+    /// whether a request may proceed must treat it as "no".
+    Unavailable(BackendError),
+}
+
+impl ApiError {
+    /// The status and code of this error.
+    #[must_use]
+    pub fn status_and_code(&self) -> (StatusCode, &'static str) {
+        match self {
+            ApiError::InvalidRequest(_) => (StatusCode::BAD_REQUEST, "invalid_request"),
+            ApiError::Validation(_) => (StatusCode::BAD_REQUEST, "validation_failed"),
+            ApiError::ExpirationImmutable => (StatusCode::BAD_REQUEST, "expiration_immutable"),
+            ApiError::Unauthorized => (StatusCode::UNAUTHORIZED, "unauthorized"),
+            ApiError::NotFound => (StatusCode::NOT_FOUND, "not_found"),
+            ApiError::MethodNotAllowed => (StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed"),
+            ApiError::Timeout => (StatusCode::REQUEST_TIMEOUT, "timeout"),
+            ApiError::NameTaken => (StatusCode::CONFLICT, "name_taken"),
+            ApiError::TooManyTokens(_) => (StatusCode::CONFLICT, "too_many_tokens"),
+            ApiError::PreconditionFailed => (StatusCode::PRECONDITION_FAILED, "precondition_failed"),
+            ApiError::PayloadTooLarge => (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large"),
+            ApiError::UnsupportedMediaType => (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type"),
+            ApiError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
+            ApiError::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
+        }
+    }
+
+    fn message(&self) -> String {
+        match self {
+            ApiError::InvalidRequest(message) => message.clone(),
+            ApiError::Validation(_) => "the request has invalid fields; see details".into(),
+            ApiError::ExpirationImmutable => "the expiration date can only be set when a token is created".into(),
+            ApiError::Unauthorized => "a valid bearer credential is required".into(),
+            ApiError::NotFound => "not found".into(),
+            ApiError::MethodNotAllowed => "this method is not allowed on this path".into(),
+            ApiError::Timeout => "the request took too long".into(),
+            ApiError::NameTaken => "you already have a token with this name".into(),
+            ApiError::TooManyTokens(limit) => format!("you have {limit} tokens, the most allowed; delete one first"),
+            ApiError::PreconditionFailed => "the token changed since you read it (If-Match does not match)".into(),
+            ApiError::PayloadTooLarge => "the request body is too large".into(),
+            ApiError::UnsupportedMediaType => "the request body must be JSON (Content-Type: application/json)".into(),
+            ApiError::Internal(_) => "internal error".into(),
+            ApiError::Unavailable(_) => "storage is unavailable; try again".into(),
+        }
+    }
+
+    /// The error body for a status that some layer produced without one.
+    pub(crate) fn for_status(status: StatusCode) -> Option<Self> {
+        Some(match status {
+            StatusCode::NOT_FOUND => ApiError::NotFound,
+            StatusCode::METHOD_NOT_ALLOWED => ApiError::MethodNotAllowed,
+            StatusCode::REQUEST_TIMEOUT => ApiError::Timeout,
+            StatusCode::PAYLOAD_TOO_LARGE => ApiError::PayloadTooLarge,
+            StatusCode::UNSUPPORTED_MEDIA_TYPE => ApiError::UnsupportedMediaType,
+            StatusCode::BAD_REQUEST => ApiError::InvalidRequest("bad request".into()),
+            s if s.is_server_error() => ApiError::Internal(format!("a layer answered {s}")),
+            _ => return None,
+        })
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let (status, code) = self.status_and_code();
+        match &self {
+            ApiError::Internal(cause) => tracing::error!(%cause, "internal error"),
+            ApiError::Unavailable(cause) => tracing::error!(%cause, "storage unavailable"),
+            _ => {}
+        }
+        let details = match &self {
+            ApiError::Validation(details) => Some(details.clone()),
+            _ => None,
+        };
+        let body = ErrorBody {
+            error: self.message(),
+            code: code.to_owned(),
+            details,
+        };
+        let mut response = (status, Json(body)).into_response();
+        if status == StatusCode::UNAUTHORIZED {
+            response
+                .headers_mut()
+                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        }
+        response
+    }
+}
+
+impl From<TokenError> for ApiError {
+    fn from(error: TokenError) -> Self {
+        match error {
+            TokenError::Invalid(issues) => ApiError::Validation(issues.into_iter().map(Detail::from).collect()),
+            TokenError::NotFound => ApiError::NotFound,
+            TokenError::NameTaken => ApiError::NameTaken,
+            TokenError::ExpirationImmutable => ApiError::ExpirationImmutable,
+            TokenError::PreconditionFailed => ApiError::PreconditionFailed,
+            TokenError::TooManyTokens { limit } => ApiError::TooManyTokens(limit),
+            TokenError::Backend(e) => ApiError::Unavailable(e),
+            other => ApiError::Internal(other.to_string()),
+        }
+    }
+}
+
+impl From<BackendError> for ApiError {
+    fn from(error: BackendError) -> Self {
+        ApiError::Unavailable(error)
+    }
+}
+
+impl From<AuthenticationError> for ApiError {
+    fn from(error: AuthenticationError) -> Self {
+        match error {
+            AuthenticationError::Invalid => ApiError::Unauthorized,
+            AuthenticationError::Backend(e) => ApiError::Unavailable(e),
+        }
+    }
+}

@@ -1,0 +1,144 @@
+//! What wraps every request: request ids, tracing without secrets, a body
+//! limit, a timeout, JSON bodies on every error, and a last line against
+//! panics.
+
+use std::time::Duration;
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::DefaultBodyLimit;
+use axum::http::{HeaderName, HeaderValue, Request, Response, StatusCode, header};
+use axum::middleware::map_response;
+use axum::response::IntoResponse;
+use tower::ServiceBuilder;
+use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, RequestId, SetRequestIdLayer};
+use tower_http::set_header::SetResponseHeaderLayer;
+use tower_http::timeout::TimeoutLayer;
+use tower_http::trace::TraceLayer;
+use tracing::Span;
+
+use crate::Limits;
+use crate::error::ApiError;
+
+const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+
+/// The path with every segment that looks like a secret replaced by its
+/// prefix, so that `/v3/tokens/{value}` never puts a token in a log line.
+/// The query is dropped: it may carry an `access_token`.
+pub(crate) fn redact_path(path: &str) -> String {
+    path.split('/')
+        .map(|segment| match segment.find("latchkey_") {
+            Some(at) => {
+                let prefix_end = segment[at..]
+                    .match_indices('_')
+                    .nth(1)
+                    .map_or(segment.len(), |(i, _)| at + i + 1);
+                format!("{}…", &segment[..prefix_end])
+            }
+            None if segment.len() > 64 => format!("{}…", segment.chars().take(8).collect::<String>()),
+            None => segment.to_owned(),
+        })
+        .collect::<Vec<_>>()
+        .join("/")
+}
+
+fn span_for(request: &Request<Body>) -> Span {
+    let request_id = request
+        .extensions()
+        .get::<RequestId>()
+        .and_then(|id| id.header_value().to_str().ok());
+    tracing::info_span!(
+        "request",
+        method = %request.method(),
+        path = %redact_path(request.uri().path()),
+        request_id = request_id.unwrap_or(""),
+    )
+}
+
+/// Gives a JSON error body to error responses that a layer or the router
+/// made without one (404 for an unknown path, 405, 408, 413, 500 after a
+/// panic), so that every error a client sees has the same shape.
+async fn json_errors(response: Response<Body>) -> Response<Body> {
+    let status = response.status();
+    let is_json = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/json"));
+    if status.is_success() || status.is_redirection() || is_json {
+        return response;
+    }
+    let allow = response.headers().get(header::ALLOW).cloned();
+    match ApiError::for_status(status) {
+        Some(error) => {
+            let mut replaced = error.into_response();
+            if let Some(allow) = allow {
+                replaced.headers_mut().insert(header::ALLOW, allow);
+            }
+            replaced
+        }
+        None => response,
+    }
+}
+
+/// Logs each answer with its status and latency (the path is in the span).
+#[derive(Clone, Copy)]
+struct LogResponse;
+
+impl<B> tower_http::trace::OnResponse<B> for LogResponse {
+    fn on_response(self, response: &Response<B>, latency: Duration, _: &Span) {
+        let latency_us = u64::try_from(latency.as_micros()).unwrap_or(u64::MAX);
+        tracing::info!(status = response.status().as_u16(), latency_us, "answered");
+    }
+}
+
+fn panic_response(_: Box<dyn std::any::Any + Send + 'static>) -> Response<Body> {
+    ApiError::Internal("a handler panicked".into()).into_response()
+}
+
+/// Wraps the router in every layer, outermost first.
+pub(crate) fn wrap(router: Router, limits: Limits) -> Router {
+    router.layer(DefaultBodyLimit::max(limits.body_bytes)).layer(
+        ServiceBuilder::new()
+            .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))
+            .layer(PropagateRequestIdLayer::new(REQUEST_ID))
+            .layer(
+                TraceLayer::new_for_http()
+                    .make_span_with(span_for)
+                    .on_request(())
+                    .on_response(LogResponse),
+            )
+            .layer(CatchPanicLayer::custom(panic_response))
+            // Answers hold token values: no cache may keep them.
+            .layer(SetResponseHeaderLayer::overriding(
+                header::CACHE_CONTROL,
+                HeaderValue::from_static("no-store"),
+            ))
+            .layer(SetResponseHeaderLayer::if_not_present(
+                header::X_CONTENT_TYPE_OPTIONS,
+                HeaderValue::from_static("nosniff"),
+            ))
+            .layer(map_response(json_errors))
+            .layer(TimeoutLayer::with_status_code(
+                StatusCode::REQUEST_TIMEOUT,
+                limits.request_timeout,
+            )),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::redact_path;
+
+    #[test]
+    fn secrets_never_reach_the_log() {
+        let value = "latchkey_tk_0123456789abcdefghijABCDEFGHIJxyzw4gfFC3";
+        assert_eq!(redact_path(&format!("/v3/tokens/{value}")), "/v3/tokens/latchkey_tk_…");
+        assert_eq!(redact_path("/v3/tokens/Hq3xJ7rT2mKa"), "/v3/tokens/Hq3xJ7rT2mKa");
+        assert_eq!(redact_path(&format!("/x/abc{value}")), "/x/abclatchkey_tk_…");
+        assert_eq!(redact_path("/v3/tokens/latchkey_"), "/v3/tokens/latchkey_…");
+        let long = "a".repeat(100);
+        assert_eq!(redact_path(&format!("/v3/tokens/{long}")), "/v3/tokens/aaaaaaaa…");
+    }
+}

@@ -1,0 +1,94 @@
+//! latchkey's delivery: the HTTP API of SPEC §7 over axum, its OpenAPI
+//! document, and the web page.
+//!
+//! Architecture invariant: only this crate knows the wire format. JSON,
+//! status codes and headers stop here; handlers translate between them and
+//! the use cases of `latchkey-app`, and every failure leaves through the one
+//! error type of [`error`].
+
+mod auth;
+mod body;
+mod dto;
+mod error;
+mod layers;
+mod openapi;
+mod routes;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use latchkey_app::{Authorizer, TokenService};
+use latchkey_ports::{Authenticator, ConnectionCatalog, StoreHealth};
+
+pub use error::{ApiError, Detail, ErrorBody};
+pub use openapi::openapi;
+
+/// What the handlers use.
+#[derive(Clone)]
+pub struct Services {
+    /// Token management.
+    pub tokens: Arc<TokenService>,
+    /// The authorize decision.
+    pub authorizer: Arc<Authorizer>,
+    /// Management credentials.
+    pub authenticator: Arc<dyn Authenticator>,
+    /// Connections, for `GET /v3/connections`.
+    pub catalog: Arc<dyn ConnectionCatalog>,
+    /// Readiness.
+    pub health: Arc<dyn StoreHealth>,
+}
+
+/// Limits of the HTTP server.
+#[derive(Clone, Copy, Debug)]
+pub struct Limits {
+    /// The largest request body, in bytes.
+    pub body_bytes: usize,
+    /// How long a request may take before it is answered with 408.
+    pub request_timeout: Duration,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        // 1 MiB holds the largest valid token (100 grants, one of them a
+        // 64 KiB query, and 50 referers) with room to spare.
+        Self {
+            body_bytes: 1024 * 1024,
+            request_timeout: Duration::from_secs(30),
+        }
+    }
+}
+
+/// The whole HTTP application: every route of SPEC §7 and its layers.
+pub fn app(services: Services, limits: Limits) -> Router {
+    let (api, _) = openapi::router().split_for_parts();
+    let router = api.merge(openapi::document_route()).with_state(services);
+    layers::wrap(router, limits)
+}
+
+/// Resolves when the process is asked to stop (SIGINT or SIGTERM): pass to
+/// `axum::serve(…).with_graceful_shutdown`, which then stops accepting and
+/// lets requests in flight finish.
+pub async fn shutdown_signal() {
+    let interrupt = async {
+        if tokio::signal::ctrl_c().await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = interrupt => {}
+        () = terminate => {}
+    }
+    tracing::info!("shutting down: finishing requests in flight");
+}

@@ -1,0 +1,84 @@
+//! The OpenAPI 3.1 document, generated from the handlers and types
+//! themselves, and the router built from the same declarations so that no
+//! route can be missing from the document.
+
+use axum::Json;
+use axum::routing::get;
+use utoipa::openapi::OpenApi as Document;
+use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
+use utoipa::{Modify, OpenApi};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use crate::Services;
+use crate::routes;
+
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "latchkey",
+        description = "Issue, manage and enforce API access tokens for data APIs.",
+        license(name = "Apache-2.0", identifier = "Apache-2.0"),
+    ),
+    modifiers(&BearerScheme),
+    tags(
+        (name = "tokens", description = "The caller's API access tokens"),
+        (name = "authorize", description = "The decision data services ask for"),
+        (name = "connections", description = "Connections to data warehouses"),
+        (name = "system", description = "Liveness and readiness"),
+    )
+)]
+struct ApiDoc;
+
+/// Adds the bearer security scheme the management endpoints name.
+struct BearerScheme;
+
+impl Modify for BearerScheme {
+    fn modify(&self, openapi: &mut Document) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        let mut scheme = Http::new(HttpAuthScheme::Bearer);
+        scheme.description =
+            Some("A user key (`latchkey_uk_…`) or, when configured, an identity provider's JWT".into());
+        components.add_security_scheme("bearer", SecurityScheme::Http(scheme));
+    }
+}
+
+/// Every documented route, with its handler.
+pub(crate) fn router() -> OpenApiRouter<Services> {
+    OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .routes(routes!(routes::create_token, routes::list_tokens))
+        .routes(routes!(routes::get_token, routes::update_token, routes::delete_token))
+        .routes(routes!(routes::authorize))
+        .routes(routes!(routes::connections))
+        .routes(routes!(routes::healthz))
+        .routes(routes!(routes::readyz))
+}
+
+/// The document, as served at `/v3/openapi.json`.
+#[must_use]
+pub fn openapi() -> Document {
+    let (_, mut document) = router().split_for_parts();
+    let serve_document = utoipa::openapi::path::OperationBuilder::new()
+        .tag("system")
+        .summary(Some("This OpenAPI 3.1 document"))
+        .response(
+            "200",
+            utoipa::openapi::ResponseBuilder::new().description("The document"),
+        )
+        .build();
+    document.paths.add_path_operation(
+        "/v3/openapi.json",
+        vec![utoipa::openapi::HttpMethod::Get],
+        serve_document,
+    );
+    document
+}
+
+/// The route that serves the document.
+pub(crate) fn document_route() -> axum::Router<Services> {
+    let document = openapi();
+    axum::Router::new().route(
+        "/v3/openapi.json",
+        get(move || std::future::ready(Json(document.clone()))),
+    )
+}

@@ -1,0 +1,178 @@
+//! The command line of SPEC §10, and the one-shot commands.
+
+#![allow(clippy::print_stdout)]
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+use clap::{Args, Parser, Subcommand};
+use latchkey_app::{UserError, UserService};
+use latchkey_domain::{Connection, ConnectionName, OrgName, Principal, Provider, UserName};
+use latchkey_ports::{CreateConnectionError, CreateUserError};
+
+use crate::database::{DatabaseUrl, Stores};
+
+/// Issue, manage and enforce API access tokens for data APIs.
+#[derive(Debug, Parser)]
+#[command(name = "latchkey", version, about)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Serve the Tokens API and the web page.
+    Serve(ServeArgs),
+    /// Manage built-in users.
+    Users {
+        #[command(subcommand)]
+        command: UsersCommand,
+    },
+    /// Manage connections to data warehouses.
+    Connections {
+        #[command(subcommand)]
+        command: ConnectionsCommand,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct DatabaseArgs {
+    /// sqlite://PATH (sqlite:///ABSOLUTE/PATH), postgres://… or memory://
+    #[arg(
+        long = "database",
+        env = "LATCHKEY_DATABASE_URL",
+        default_value = "sqlite://latchkey.db"
+    )]
+    pub url: DatabaseUrl,
+    /// The most connections to PostgreSQL this process opens.
+    #[arg(long, env = "LATCHKEY_POSTGRES_POOL_SIZE", default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..=1000))]
+    pub postgres_pool_size: u32,
+}
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// The address to listen on (port 0 picks a free port).
+    #[arg(long, env = "LATCHKEY_LISTEN", default_value = "127.0.0.1:8080")]
+    pub listen: SocketAddr,
+    #[command(flatten)]
+    pub database: DatabaseArgs,
+    /// Do not create the first org, user and connection on an empty database.
+    #[arg(long)]
+    pub no_bootstrap: bool,
+    /// The most tokens one user may have.
+    #[arg(long, env = "LATCHKEY_MAX_TOKENS_PER_USER")]
+    pub max_tokens_per_user: Option<u64>,
+    /// The largest request body, in bytes.
+    #[arg(long, env = "LATCHKEY_MAX_BODY_BYTES", default_value_t = 1024 * 1024)]
+    pub max_body_bytes: usize,
+    /// How long a request may take, in seconds, before it is answered 408.
+    #[arg(long, env = "LATCHKEY_REQUEST_TIMEOUT_SECONDS", default_value_t = 30)]
+    pub request_timeout_seconds: u64,
+    /// How often recorded token uses are written, in milliseconds.
+    #[arg(long, env = "LATCHKEY_USAGE_FLUSH_MS", default_value_t = 1000)]
+    pub usage_flush_ms: u64,
+}
+
+impl ServeArgs {
+    pub fn usage_flush_interval(&self) -> Duration {
+        Duration::from_millis(self.usage_flush_ms.max(10))
+    }
+}
+
+#[derive(Debug, Subcommand)]
+pub enum UsersCommand {
+    /// Create a user (and the org when new) and print the user's key.
+    Create(CreateUserArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct CreateUserArgs {
+    /// The user's name.
+    pub name: String,
+    /// The user's organization.
+    #[arg(long)]
+    pub org: String,
+    #[command(flatten)]
+    pub database: DatabaseArgs,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ConnectionsCommand {
+    /// Add a connection to an existing org.
+    Create(CreateConnectionArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct CreateConnectionArgs {
+    /// The connection's name, unique in the org.
+    pub name: String,
+    /// The org.
+    #[arg(long)]
+    pub org: String,
+    /// bigquery, snowflake, redshift, postgres, databricks or carto_dw.
+    #[arg(long)]
+    pub provider: String,
+    #[command(flatten)]
+    pub database: DatabaseArgs,
+}
+
+async fn durable_stores(args: &DatabaseArgs) -> Result<Stores> {
+    if matches!(args.url, DatabaseUrl::Memory) {
+        bail!("memory:// keeps nothing after this command ends; name a sqlite:// or postgres:// database");
+    }
+    args.url.open(args.postgres_pool_size).await
+}
+
+/// `latchkey users create NAME --org ORG`: prints the key as the only line
+/// on standard output.
+pub async fn create_user(args: CreateUserArgs) -> Result<()> {
+    let principal = Principal {
+        org: OrgName::new(&args.org).with_context(|| format!("invalid org name {:?}", args.org))?,
+        user: UserName::new(&args.name).with_context(|| format!("invalid user name {:?}", args.name))?,
+    };
+    let stores = durable_stores(&args.database).await?;
+    let users = UserService::new(stores.users.clone(), stores.catalog.clone());
+    match users.create_user(&principal).await {
+        Ok(key) => {
+            println!("{}", key.expose());
+            Ok(())
+        }
+        Err(UserError::Create(CreateUserError::UserExists)) => {
+            bail!("user {:?} already exists in org {:?}", args.name, args.org)
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// `latchkey connections create NAME --org ORG --provider PROVIDER`.
+pub async fn create_connection(args: CreateConnectionArgs) -> Result<()> {
+    let org = OrgName::new(&args.org).with_context(|| format!("invalid org name {:?}", args.org))?;
+    let connection = Connection {
+        name: ConnectionName::new(&args.name).with_context(|| format!("invalid connection name {:?}", args.name))?,
+        provider: args
+            .provider
+            .parse::<Provider>()
+            .with_context(|| format!("{:?}", args.provider))?,
+    };
+    let stores = durable_stores(&args.database).await?;
+    let users = UserService::new(stores.users.clone(), stores.catalog.clone());
+    match users.create_connection(&org, &connection).await {
+        Ok(()) => {
+            eprintln!(
+                "created connection {:?} ({}) in org {:?}",
+                args.name, connection.provider, args.org
+            );
+            Ok(())
+        }
+        Err(CreateConnectionError::NameTaken) => bail!("org {:?} already has a connection {:?}", args.org, args.name),
+        Err(CreateConnectionError::UnknownOrg) => {
+            bail!(
+                "there is no org {:?}; create a user in it first (latchkey users create NAME --org ORG)",
+                args.org
+            )
+        }
+        Err(e) => Err(e.into()),
+    }
+}

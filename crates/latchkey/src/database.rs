@@ -1,0 +1,139 @@
+//! The database URL, and the adapters it selects.
+
+use std::path::PathBuf;
+use std::str::FromStr;
+use std::sync::Arc;
+
+use anyhow::{Context, Result};
+use latchkey_memory::MemoryStore;
+use latchkey_ports::{ConnectionCatalog, StoreHealth, TokenRepository, UserDirectory};
+use latchkey_postgres::PostgresStore;
+use latchkey_sqlite::SqliteStore;
+
+/// Where data lives (SPEC §10).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum DatabaseUrl {
+    /// `sqlite://PATH`: relative, or absolute with a third slash.
+    Sqlite(PathBuf),
+    /// `postgres://…` or `postgresql://…`, passed to the driver as written.
+    Postgres(String),
+    /// `memory://`: nothing survives the process.
+    Memory,
+}
+
+impl FromStr for DatabaseUrl {
+    type Err = String;
+
+    fn from_str(url: &str) -> Result<Self, Self::Err> {
+        if let Some(path) = url.strip_prefix("sqlite://") {
+            if path.is_empty() {
+                return Err(
+                    "sqlite:// needs a path, e.g. sqlite://latchkey.db or sqlite:///var/lib/latchkey.db".into(),
+                );
+            }
+            Ok(DatabaseUrl::Sqlite(PathBuf::from(path)))
+        } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            Ok(DatabaseUrl::Postgres(url.to_owned()))
+        } else if url == "memory://" {
+            Ok(DatabaseUrl::Memory)
+        } else {
+            Err("expected sqlite://PATH, postgres://…, postgresql://… or memory://".into())
+        }
+    }
+}
+
+/// The store behind every port.
+#[derive(Clone)]
+pub struct Stores {
+    pub tokens: Arc<dyn TokenRepository>,
+    pub catalog: Arc<dyn ConnectionCatalog>,
+    pub users: Arc<dyn UserDirectory>,
+    pub health: Arc<dyn StoreHealth>,
+    /// The PostgreSQL store, when that is the one.
+    pub postgres: Option<PostgresStore>,
+}
+
+impl Stores {
+    fn of<S>(store: Arc<S>) -> Self
+    where
+        S: TokenRepository + ConnectionCatalog + UserDirectory + StoreHealth + 'static,
+    {
+        Self {
+            tokens: store.clone(),
+            catalog: store.clone(),
+            users: store.clone(),
+            health: store,
+            postgres: None,
+        }
+    }
+}
+
+impl DatabaseUrl {
+    /// Opens the store, migrating its schema.
+    pub async fn open(&self, postgres_pool_size: u32) -> Result<Stores> {
+        Ok(match self {
+            DatabaseUrl::Sqlite(path) => Stores::of(Arc::new(SqliteStore::open(path).await?)),
+            DatabaseUrl::Postgres(url) => {
+                let store = PostgresStore::connect(url, postgres_pool_size)
+                    .await
+                    .context("opening PostgreSQL")?;
+                Stores {
+                    postgres: Some(store.clone()),
+                    ..Stores::of(Arc::new(store))
+                }
+            }
+            DatabaseUrl::Memory => Stores::of(Arc::new(MemoryStore::new())),
+        })
+    }
+
+    /// The URL with any password hidden, for messages.
+    pub fn redacted(&self) -> String {
+        match self {
+            DatabaseUrl::Sqlite(path) => format!("sqlite://{}", path.display()),
+            DatabaseUrl::Memory => "memory://".into(),
+            DatabaseUrl::Postgres(url) => match (url.find("://"), url.rfind('@')) {
+                (Some(scheme), Some(at)) if at > scheme => format!("{}***{}", &url[..scheme + 3], &url[at..]),
+                _ => url.clone(),
+            },
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls_select_the_adapter() {
+        let cases: &[(&str, Option<DatabaseUrl>)] = &[
+            ("sqlite://latchkey.db", Some(DatabaseUrl::Sqlite("latchkey.db".into()))),
+            ("sqlite://data/x.db", Some(DatabaseUrl::Sqlite("data/x.db".into()))),
+            (
+                "sqlite:///var/lib/x.db",
+                Some(DatabaseUrl::Sqlite("/var/lib/x.db".into())),
+            ),
+            (
+                "postgres://u:p@h/db",
+                Some(DatabaseUrl::Postgres("postgres://u:p@h/db".into())),
+            ),
+            (
+                "postgresql://h/db?sslmode=require",
+                Some(DatabaseUrl::Postgres("postgresql://h/db?sslmode=require".into())),
+            ),
+            ("memory://", Some(DatabaseUrl::Memory)),
+            ("sqlite://", None),
+            ("mysql://h/db", None),
+            ("latchkey.db", None),
+            ("memory://x", None),
+        ];
+        for (text, expected) in cases {
+            assert_eq!(&text.parse::<DatabaseUrl>().ok(), expected, "{text}");
+        }
+    }
+
+    #[test]
+    fn passwords_are_hidden() {
+        let url: DatabaseUrl = "postgres://user:secret@db.example.com:5432/latchkey".parse().unwrap();
+        assert_eq!(url.redacted(), "postgres://***@db.example.com:5432/latchkey");
+    }
+}

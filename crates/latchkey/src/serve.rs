@@ -1,0 +1,90 @@
+//! `latchkey serve`: wires the adapters into the use cases and serves.
+
+#![allow(clippy::print_stdout)]
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use latchkey_app::{
+    Authorizer, BOOTSTRAP_CONNECTION, BOOTSTRAP_ORG, BOOTSTRAP_USER, CredentialRouter, Sealer, TokenService,
+    UsageRecorder, UserKeyAuthenticator, UserService,
+};
+use latchkey_http::{Limits, Services};
+use latchkey_memory::SystemClock;
+use latchkey_ports::Clock;
+
+use crate::cli::ServeArgs;
+use crate::secret_key;
+
+pub async fn run(args: ServeArgs) -> Result<()> {
+    let database = &args.database.url;
+    let stores = database.open(args.database.postgres_pool_size).await?;
+    tracing::info!(database = %database.redacted(), "storage open");
+    let sealer = Arc::new(Sealer::new(&secret_key::load(database)?));
+
+    if !args.no_bootstrap {
+        let users = UserService::new(stores.users.clone(), stores.catalog.clone());
+        if let Some(key) = users.bootstrap().await.context("first-run bootstrap")? {
+            println!(
+                "latchkey: this database had no users; created org {BOOTSTRAP_ORG:?}, user {BOOTSTRAP_USER:?} \
+                 and connection {BOOTSTRAP_CONNECTION:?} (provider carto_dw)."
+            );
+            println!("latchkey: the admin key is shown only now; keep it safe:");
+            println!("{}", key.expose());
+        }
+    }
+
+    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+    let usage = Arc::new(UsageRecorder::new(stores.tokens.clone()));
+    let tokens = TokenService::new(stores.tokens.clone(), stores.catalog.clone(), clock.clone(), sealer)
+        .with_max_tokens_per_owner(args.max_tokens_per_user);
+    let authorizer = Authorizer::new(stores.tokens.clone(), clock, usage.clone());
+    let keys = Arc::new(UserKeyAuthenticator::new(stores.users.clone()));
+    let services = Services {
+        tokens: Arc::new(tokens),
+        authorizer: Arc::new(authorizer),
+        authenticator: Arc::new(CredentialRouter::new(keys, None)),
+        catalog: stores.catalog.clone(),
+        health: stores.health.clone(),
+    };
+    let limits = Limits {
+        body_bytes: args.max_body_bytes,
+        request_timeout: Duration::from_secs(args.request_timeout_seconds),
+    };
+    let app = latchkey_http::app(services, limits);
+
+    let listener = tokio::net::TcpListener::bind(args.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", args.listen))?;
+    let address = listener.local_addr()?;
+    println!("latchkey listening on http://{address}");
+    tracing::info!(%address, "listening");
+
+    let flusher = tokio::spawn(flush_usage(usage.clone(), args.usage_flush_interval()));
+    axum::serve(listener, app)
+        .with_graceful_shutdown(latchkey_http::shutdown_signal())
+        .await?;
+    flusher.abort();
+    match usage.flush().await {
+        Ok(n) => tracing::info!(tokens = n, "recorded the last token uses"),
+        Err(e) => tracing::error!(error = %e, "could not record the last token uses"),
+    }
+    if let Some(postgres) = &stores.postgres {
+        postgres.close().await;
+    }
+    tracing::info!("stopped");
+    Ok(())
+}
+
+/// Writes recorded token uses at every tick.
+async fn flush_usage(usage: Arc<UsageRecorder>, every: Duration) {
+    let mut ticks = tokio::time::interval(every);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        ticks.tick().await;
+        if let Err(e) = usage.flush().await {
+            tracing::warn!(error = %e, "could not record token uses; will retry");
+        }
+    }
+}
