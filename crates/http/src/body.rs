@@ -7,12 +7,14 @@
 
 use std::collections::BTreeSet;
 
-use axum::body::Bytes;
+use axum::body::{Body, Bytes};
 use axum::extract::{FromRequest, Request};
-use axum::http::{StatusCode, header};
+use axum::http::header;
+use futures_util::StreamExt;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 
+use crate::Services;
 use crate::error::{ApiError, Detail};
 
 /// A request body type: its fields, for the unknown-field check.
@@ -137,14 +139,41 @@ pub fn decode<T: DeserializeOwned + Fields>(bytes: &[u8]) -> Result<JsonBody<T>,
     })
 }
 
-impl<S, T> FromRequest<S> for JsonBody<T>
+/// How much of an oversized body is read and thrown away before answering
+/// 413. Reading it lets the client finish sending and then read the answer;
+/// a server that stops reading makes most clients fail with a broken pipe
+/// instead of showing the 413. Beyond this, the connection is cut.
+const DRAIN_LIMIT: usize = 16 * 1024 * 1024;
+
+/// Reads at most `limit` bytes of `body`.
+async fn read_limited(body: Body, limit: usize) -> Result<Bytes, ApiError> {
+    let mut data = body.into_data_stream();
+    let mut buffer = Vec::new();
+    let mut total = 0usize;
+    while let Some(chunk) = data.next().await {
+        let chunk = chunk.map_err(|_| ApiError::InvalidRequest("the body could not be read".into()))?;
+        total = total.saturating_add(chunk.len());
+        if total > DRAIN_LIMIT.max(limit) {
+            break;
+        }
+        if total <= limit {
+            buffer.extend_from_slice(&chunk);
+        }
+    }
+    if total > limit {
+        Err(ApiError::PayloadTooLarge)
+    } else {
+        Ok(Bytes::from(buffer))
+    }
+}
+
+impl<T> FromRequest<Services> for JsonBody<T>
 where
-    S: Send + Sync,
     T: DeserializeOwned + Fields,
 {
     type Rejection = ApiError;
 
-    async fn from_request(request: Request, state: &S) -> Result<Self, Self::Rejection> {
+    async fn from_request(request: Request, services: &Services) -> Result<Self, Self::Rejection> {
         let content_type = request
             .headers()
             .get(header::CONTENT_TYPE)
@@ -152,13 +181,15 @@ where
         if !is_json(content_type) {
             return Err(ApiError::UnsupportedMediaType);
         }
-        let bytes = Bytes::from_request(request, state).await.map_err(|rejection| {
-            if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
-                ApiError::PayloadTooLarge
-            } else {
-                ApiError::InvalidRequest("the body could not be read".into())
-            }
-        })?;
+        let limit = services.limits.body_bytes;
+        let declared = request
+            .headers()
+            .get(header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
+        if declared.is_some_and(|length| length > DRAIN_LIMIT.max(limit) as u64) {
+            return Err(ApiError::PayloadTooLarge);
+        }
+        let bytes = read_limited(request.into_body(), limit).await?;
         decode(&bytes)
     }
 }

@@ -99,7 +99,9 @@ fn panic_response(_: Box<dyn std::any::Any + Send + 'static>) -> Response<Body> 
 
 /// Wraps the router in every layer, outermost first.
 pub(crate) fn wrap(router: Router, limits: Limits) -> Router {
-    router.layer(DefaultBodyLimit::max(limits.body_bytes)).layer(
+    // Bodies are read by `JsonBody`, which enforces `limits.body_bytes`
+    // itself so that it can answer 413 in a way clients can read.
+    router.layer(DefaultBodyLimit::disable()).layer(
         ServiceBuilder::new()
             .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))
             .layer(PropagateRequestIdLayer::new(REQUEST_ID))

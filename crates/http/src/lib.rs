@@ -37,6 +37,8 @@ pub struct Services {
     pub catalog: Arc<dyn ConnectionCatalog>,
     /// Readiness.
     pub health: Arc<dyn StoreHealth>,
+    /// Limits the handlers enforce themselves (the body size).
+    pub limits: Limits,
 }
 
 /// Limits of the HTTP server.
@@ -60,7 +62,8 @@ impl Default for Limits {
 }
 
 /// The whole HTTP application: every route of SPEC §7 and its layers.
-pub fn app(services: Services, limits: Limits) -> Router {
+pub fn app(services: Services) -> Router {
+    let limits = services.limits;
     let (api, _) = openapi::router().split_for_parts();
     let router = api.merge(openapi::document_route()).with_state(services);
     layers::wrap(router, limits)

@@ -73,6 +73,72 @@ pub struct ServeArgs {
     /// How often recorded token uses are written, in milliseconds.
     #[arg(long, env = "LATCHKEY_USAGE_FLUSH_MS", default_value_t = 1000)]
     pub usage_flush_ms: u64,
+    #[command(flatten)]
+    pub jwt: JwtArgs,
+}
+
+/// An identity provider whose JWTs are accepted as user credentials, besides
+/// the built-in user keys (SPEC §8).
+#[derive(Debug, Args)]
+pub struct JwtArgs {
+    /// A file holding the HS256 shared secret (at least 32 bytes).
+    #[arg(long, env = "LATCHKEY_JWT_SECRET_FILE", conflicts_with = "jwt_jwks_file")]
+    pub jwt_secret_file: Option<std::path::PathBuf>,
+    /// A JWKS file with the identity provider's RS256 / ES256 public keys.
+    #[arg(long, env = "LATCHKEY_JWT_JWKS_FILE")]
+    pub jwt_jwks_file: Option<std::path::PathBuf>,
+    /// The required `iss` claim.
+    #[arg(long, env = "LATCHKEY_JWT_ISSUER")]
+    pub jwt_issuer: Option<String>,
+    /// The required `aud` claim.
+    #[arg(long, env = "LATCHKEY_JWT_AUDIENCE")]
+    pub jwt_audience: Option<String>,
+    /// The claim that names the user.
+    #[arg(long, env = "LATCHKEY_JWT_USER_CLAIM", default_value = "sub")]
+    pub jwt_user_claim: String,
+    /// The claim that names the user's org.
+    #[arg(long, env = "LATCHKEY_JWT_ORG_CLAIM", default_value = "org")]
+    pub jwt_org_claim: String,
+    /// Allowed clock skew for `exp` and `nbf`, in seconds.
+    #[arg(long, env = "LATCHKEY_JWT_LEEWAY_SECONDS", default_value_t = 30)]
+    pub jwt_leeway_seconds: u64,
+}
+
+impl JwtArgs {
+    /// The JWT authenticator configured, if any.
+    pub fn authenticator(&self) -> Result<Option<latchkey_jwt::JwtAuthenticator>> {
+        use latchkey_jwt::{JwtAuthenticator, JwtSettings};
+        if self.jwt_secret_file.is_none() && self.jwt_jwks_file.is_none() {
+            if self.jwt_issuer.is_some() || self.jwt_audience.is_some() {
+                bail!("a JWT issuer or audience is set but neither --jwt-secret-file nor --jwt-jwks-file");
+            }
+            return Ok(None);
+        }
+        let settings = JwtSettings {
+            issuer: self
+                .jwt_issuer
+                .clone()
+                .context("--jwt-issuer is required with JWT verification")?,
+            audience: self
+                .jwt_audience
+                .clone()
+                .context("--jwt-audience is required with JWT verification")?,
+            user_claim: self.jwt_user_claim.clone(),
+            org_claim: self.jwt_org_claim.clone(),
+            leeway_seconds: self.jwt_leeway_seconds,
+        };
+        let authenticator = if let Some(path) = &self.jwt_secret_file {
+            let secret = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
+            let secret = secret.trim_ascii_end();
+            JwtAuthenticator::hs256(secret, settings)?
+        } else if let Some(path) = &self.jwt_jwks_file {
+            let json = std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+            JwtAuthenticator::from_jwks(&json, settings)?
+        } else {
+            return Ok(None);
+        };
+        Ok(Some(authenticator))
+    }
 }
 
 impl ServeArgs {

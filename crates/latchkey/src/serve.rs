@@ -18,10 +18,12 @@ use crate::cli::ServeArgs;
 use crate::secret_key;
 
 pub async fn run(args: ServeArgs) -> Result<()> {
+    // Configuration errors first, before anything is created or printed.
+    let identity_provider = args.jwt.authenticator()?;
     let database = &args.database.url;
+    let sealer = Arc::new(Sealer::new(&secret_key::load(database)?));
     let stores = database.open(args.database.postgres_pool_size).await?;
     tracing::info!(database = %database.redacted(), "storage open");
-    let sealer = Arc::new(Sealer::new(&secret_key::load(database)?));
 
     if !args.no_bootstrap {
         let users = UserService::new(stores.users.clone(), stores.catalog.clone());
@@ -41,18 +43,25 @@ pub async fn run(args: ServeArgs) -> Result<()> {
         .with_max_tokens_per_owner(args.max_tokens_per_user);
     let authorizer = Authorizer::new(stores.tokens.clone(), clock, usage.clone());
     let keys = Arc::new(UserKeyAuthenticator::new(stores.users.clone()));
+    let identity_provider: Option<Arc<dyn latchkey_ports::Authenticator>> = match identity_provider {
+        Some(jwt) => {
+            tracing::info!(?jwt, "accepting JWTs from an identity provider");
+            Some(Arc::new(jwt))
+        }
+        None => None,
+    };
     let services = Services {
         tokens: Arc::new(tokens),
         authorizer: Arc::new(authorizer),
-        authenticator: Arc::new(CredentialRouter::new(keys, None)),
+        authenticator: Arc::new(CredentialRouter::new(keys, identity_provider)),
         catalog: stores.catalog.clone(),
         health: stores.health.clone(),
+        limits: Limits {
+            body_bytes: args.max_body_bytes,
+            request_timeout: Duration::from_secs(args.request_timeout_seconds),
+        },
     };
-    let limits = Limits {
-        body_bytes: args.max_body_bytes,
-        request_timeout: Duration::from_secs(args.request_timeout_seconds),
-    };
-    let app = latchkey_http::app(services, limits);
+    let app = latchkey_http::app(services);
 
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await

@@ -1,0 +1,184 @@
+//! latchkey's identity-provider adapter: accepts JWT bearer credentials
+//! (SPEC §8), so that an existing identity provider can sign users in.
+//!
+//! A token is accepted when its signature verifies with a configured key
+//! (HS256 with a shared secret, or RS256 / ES256 with a public key from a
+//! JWKS file), its `iss` and `aud` are the configured ones, and it has not
+//! expired. The user and org come from configurable claims. The algorithm
+//! is fixed by the key, never taken from the token on trust: a token
+//! claiming `HS256` is not checked against an RSA public key used as an HMAC
+//! secret, and `none` is never accepted.
+//!
+//! Architecture invariant: an adapter depends on ports and domain only.
+
+use async_trait::async_trait;
+use jsonwebtoken::jwk::{AlgorithmParameters, EllipticCurve, JwkSet, KeyAlgorithm};
+use jsonwebtoken::{Algorithm, DecodingKey, Validation, decode, decode_header};
+use latchkey_domain::{OrgName, Principal, UserName};
+use latchkey_ports::{AuthenticationError, Authenticator};
+use serde_json::{Map, Value};
+
+/// The shortest HS256 secret accepted: as many bytes as the hash has.
+pub const MIN_SECRET_BYTES: usize = 32;
+
+/// Which claims must hold what, and where the principal is read from.
+#[derive(Clone, Debug)]
+pub struct JwtSettings {
+    /// The required `iss`.
+    pub issuer: String,
+    /// The required `aud` (one of them, when the token lists several).
+    pub audience: String,
+    /// The claim naming the user (usually `sub`).
+    pub user_claim: String,
+    /// The claim naming the org.
+    pub org_claim: String,
+    /// Allowed clock skew, in seconds, for `exp` and `nbf`.
+    pub leeway_seconds: u64,
+}
+
+/// Why the identity-provider configuration is unusable.
+#[derive(Debug, thiserror::Error)]
+pub enum JwtConfigError {
+    /// The HS256 secret is too short to resist guessing.
+    #[error("the JWT secret must be at least {MIN_SECRET_BYTES} bytes")]
+    WeakSecret,
+    /// The JWKS file is not a JWK set.
+    #[error("the JWKS is not a valid JWK set: {0}")]
+    Jwks(String),
+    /// The JWKS holds no RS256 or ES256 (P-256) public key.
+    #[error("the JWKS has no RS256 or ES256 public key")]
+    NoUsableKey,
+    /// An issuer and an audience are required.
+    #[error("the JWT issuer and audience must both be set")]
+    MissingClaims,
+}
+
+struct VerifyingKey {
+    kid: Option<String>,
+    algorithm: Algorithm,
+    key: DecodingKey,
+}
+
+/// Verifies JWTs from one identity provider.
+pub struct JwtAuthenticator {
+    keys: Vec<VerifyingKey>,
+    settings: JwtSettings,
+}
+
+impl std::fmt::Debug for JwtAuthenticator {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("JwtAuthenticator")
+            .field("keys", &self.keys.len())
+            .field("issuer", &self.settings.issuer)
+            .finish()
+    }
+}
+
+fn check_settings(settings: &JwtSettings) -> Result<(), JwtConfigError> {
+    if settings.issuer.trim().is_empty() || settings.audience.trim().is_empty() {
+        return Err(JwtConfigError::MissingClaims);
+    }
+    Ok(())
+}
+
+impl JwtAuthenticator {
+    /// Accepts HS256 tokens signed with `secret`.
+    ///
+    /// # Errors
+    /// [`JwtConfigError`] for a short secret or missing issuer or audience.
+    pub fn hs256(secret: &[u8], settings: JwtSettings) -> Result<Self, JwtConfigError> {
+        check_settings(&settings)?;
+        if secret.len() < MIN_SECRET_BYTES {
+            return Err(JwtConfigError::WeakSecret);
+        }
+        let key = VerifyingKey {
+            kid: None,
+            algorithm: Algorithm::HS256,
+            key: DecodingKey::from_secret(secret),
+        };
+        Ok(Self {
+            keys: vec![key],
+            settings,
+        })
+    }
+
+    /// Accepts RS256 and ES256 tokens signed by the keys of a JWK set (the
+    /// JSON of an identity provider's `jwks_uri`). Keys of other types are
+    /// skipped.
+    ///
+    /// # Errors
+    /// [`JwtConfigError`] when the set does not parse or has no usable key.
+    pub fn from_jwks(json: &str, settings: JwtSettings) -> Result<Self, JwtConfigError> {
+        check_settings(&settings)?;
+        let set: JwkSet = serde_json::from_str(json).map_err(|e| JwtConfigError::Jwks(e.to_string()))?;
+        let mut keys = Vec::new();
+        for jwk in &set.keys {
+            let algorithm = match (&jwk.algorithm, jwk.common.key_algorithm) {
+                (AlgorithmParameters::RSA(_), None | Some(KeyAlgorithm::RS256)) => Algorithm::RS256,
+                (AlgorithmParameters::EllipticCurve(ec), None | Some(KeyAlgorithm::ES256))
+                    if ec.curve == EllipticCurve::P256 =>
+                {
+                    Algorithm::ES256
+                }
+                _ => {
+                    tracing::warn!(kid = ?jwk.common.key_id, "skipping a JWK that is not an RS256 or ES256 key");
+                    continue;
+                }
+            };
+            match DecodingKey::from_jwk(jwk) {
+                Ok(key) => keys.push(VerifyingKey {
+                    kid: jwk.common.key_id.clone(),
+                    algorithm,
+                    key,
+                }),
+                Err(e) => tracing::warn!(kid = ?jwk.common.key_id, error = %e, "skipping an unreadable JWK"),
+            }
+        }
+        if keys.is_empty() {
+            return Err(JwtConfigError::NoUsableKey);
+        }
+        Ok(Self { keys, settings })
+    }
+
+    fn validation(&self, algorithm: Algorithm) -> Validation {
+        let mut validation = Validation::new(algorithm);
+        validation.set_issuer(&[&self.settings.issuer]);
+        validation.set_audience(&[&self.settings.audience]);
+        validation.set_required_spec_claims(&["exp", "iss", "aud"]);
+        validation.leeway = self.settings.leeway_seconds;
+        validation.validate_nbf = true;
+        validation
+    }
+
+    fn principal(&self, claims: &Map<String, Value>) -> Option<Principal> {
+        let user = claims.get(&self.settings.user_claim)?.as_str()?;
+        let org = claims.get(&self.settings.org_claim)?.as_str()?;
+        Some(Principal {
+            org: OrgName::new(org).ok()?,
+            user: UserName::new(user).ok()?,
+        })
+    }
+}
+
+#[async_trait]
+impl Authenticator for JwtAuthenticator {
+    async fn authenticate(&self, credential: &str) -> Result<Principal, AuthenticationError> {
+        let header = decode_header(credential).map_err(|_| AuthenticationError::Invalid)?;
+        let candidates = self.keys.iter().filter(|key| {
+            key.algorithm == header.alg
+                && match (&key.kid, &header.kid) {
+                    (Some(expected), Some(given)) => expected == given,
+                    _ => true,
+                }
+        });
+        for candidate in candidates {
+            let validation = self.validation(candidate.algorithm);
+            if let Ok(data) = decode::<Map<String, Value>>(credential, &candidate.key, &validation) {
+                // A valid signature with claims that name no valid user or
+                // org is still no principal.
+                return self.principal(&data.claims).ok_or(AuthenticationError::Invalid);
+            }
+        }
+        Err(AuthenticationError::Invalid)
+    }
+}
