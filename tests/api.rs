@@ -814,3 +814,41 @@ async fn postgres_store_end_to_end() {
     assert!(server.stop().success());
     database.drop_database().await;
 }
+
+#[tokio::test]
+async fn corrupt_stored_data_is_an_internal_error_and_refuses() {
+    let dir = TempDir::new("corrupt");
+    let (server, key) = start(&dir);
+    let key = Some(key.as_str());
+    let (_, token) = server.call(Method::POST, "/v3/tokens", key, Some(maps_and_sql())).await;
+    let id = token["id"].as_str().unwrap();
+    // Another process damages the row behind the server's back.
+    let file = rusqlite::Connection::open(dir.path().join("latchkey.db")).unwrap();
+    file.busy_timeout(std::time::Duration::from_secs(5)).unwrap();
+    file.execute("UPDATE tokens SET allowed_apis = 'maps,teleport' WHERE id = ?1", [id])
+        .unwrap();
+    drop(file);
+
+    let (status, body) = server.call(Method::GET, &format!("/v3/tokens/{id}"), key, None).await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (StatusCode::INTERNAL_SERVER_ERROR, Some("internal"))
+    );
+    assert_eq!(body["error"], "internal error", "no internal detail reaches the client");
+    let (status, body) = server
+        .call(
+            Method::POST,
+            "/v3/authorize",
+            None,
+            Some(json!({"token": token["token"], "api": "maps",
+            "connection_name": "carto_dw", "source_type": "table", "source": "project.dataset.roads",
+            "referer": "https://app.example.com/"})),
+        )
+        .await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (StatusCode::INTERNAL_SERVER_ERROR, Some("internal")),
+        "never allowed"
+    );
+    assert!(server.log_text().contains("corrupt stored data"), "the cause is logged");
+}

@@ -182,15 +182,21 @@ impl From<TokenError> for ApiError {
             TokenError::ExpirationImmutable => ApiError::ExpirationImmutable,
             TokenError::PreconditionFailed => ApiError::PreconditionFailed,
             TokenError::TooManyTokens { limit } => ApiError::TooManyTokens(limit),
-            TokenError::Backend(e) => ApiError::Unavailable(e),
+            TokenError::Backend(e) => e.into(),
             other => ApiError::Internal(other.to_string()),
         }
     }
 }
 
 impl From<BackendError> for ApiError {
+    /// An unreachable store is 503 (try again); data that breaks the rules
+    /// is 500 (trying again will not help). Both refuse.
     fn from(error: BackendError) -> Self {
-        ApiError::Unavailable(error)
+        if error.is_corrupt() {
+            ApiError::Internal(error.to_string())
+        } else {
+            ApiError::Unavailable(error)
+        }
     }
 }
 
@@ -198,7 +204,7 @@ impl From<AuthenticationError> for ApiError {
     fn from(error: AuthenticationError) -> Self {
         match error {
             AuthenticationError::Invalid => ApiError::Unauthorized,
-            AuthenticationError::Backend(e) => ApiError::Unavailable(e),
+            AuthenticationError::Backend(e) => e.into(),
         }
     }
 }

@@ -9,30 +9,47 @@ use std::fmt;
 /// The message is for logs only: it may name tables or hosts and is never
 /// sent to clients.
 #[derive(Debug)]
-pub struct BackendError(Box<dyn Error + Send + Sync>);
+pub struct BackendError {
+    source: Box<dyn Error + Send + Sync>,
+    corrupt: bool,
+}
 
 impl BackendError {
-    /// Wraps a driver's error.
+    /// Wraps a driver's error: the backend did not answer as it should, and
+    /// trying again later may work.
     pub fn new(source: impl Into<Box<dyn Error + Send + Sync>>) -> Self {
-        Self(source.into())
+        Self {
+            source: source.into(),
+            corrupt: false,
+        }
     }
 
-    /// A backend error described by a message, for inconsistencies the
-    /// adapter detects itself (a stored row that no longer validates).
+    /// An inconsistency the adapter detected itself (a stored row that no
+    /// longer satisfies the domain's rules): trying again will not help.
     #[must_use]
     pub fn corrupt(what: impl fmt::Display) -> Self {
-        Self(format!("corrupt stored data: {what}").into())
+        Self {
+            source: format!("corrupt stored data: {what}").into(),
+            corrupt: true,
+        }
+    }
+
+    /// Whether the stored data itself is wrong, rather than the backend
+    /// being unreachable.
+    #[must_use]
+    pub fn is_corrupt(&self) -> bool {
+        self.corrupt
     }
 }
 
 impl fmt::Display for BackendError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "storage backend error: {}", self.0)
+        write!(f, "storage backend error: {}", self.source)
     }
 }
 
 impl Error for BackendError {
     fn source(&self) -> Option<&(dyn Error + 'static)> {
-        Some(self.0.as_ref())
+        Some(self.source.as_ref())
     }
 }
