@@ -14,17 +14,27 @@ use std::time::Duration;
 use anyhow::{Context, Result, bail};
 
 const USAGE: &str = "\
-usage: cargo xtask <verb>
+usage: cargo xtask <verb> [options]
 
 verbs:
-  test          formatting, lints and every test (the command CI runs)
-  architecture  check the crate dependency rules of docs/architecture.md
+  test [--no-browser]  formatting, lints and every test (the command CI runs);
+                       --no-browser leaves out the headless-Chromium test of the
+                       web page, for machines without Chromium (CI never does)
+  architecture         check the crate dependency rules of docs/architecture.md
 ";
 
 fn main() -> Result<()> {
     let mut args = env::args().skip(1);
     match args.next().as_deref() {
-        Some("test") => test(),
+        Some("test") => {
+            let rest: Vec<String> = args.collect();
+            let browser = match rest.iter().map(String::as_str).collect::<Vec<_>>().as_slice() {
+                [] => true,
+                ["--no-browser"] => false,
+                _ => bail!("unknown options {rest:?}\n{USAGE}"),
+            };
+            test(browser)
+        }
         Some("architecture") => {
             let broken = architecture::broken_rules()?;
             if broken.is_empty() {
@@ -72,7 +82,7 @@ fn postgres_for_tests() -> Option<String> {
         .map(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_owned())
 }
 
-fn test() -> Result<()> {
+fn test(browser: bool) -> Result<()> {
     cargo(&["fmt", "--all", "--check"], &[])?;
     cargo(
         &[
@@ -94,7 +104,57 @@ fn test() -> Result<()> {
         }
         None => println!("no PostgreSQL on 127.0.0.1:5432: the PostgreSQL tests will try testcontainers"),
     }
-    cargo(&["test", "--workspace", "--locked"], &envs)
+    cargo(&["test", "--workspace", "--locked"], &envs)?;
+    if browser {
+        browser_test()?;
+    } else {
+        println!("\nthe browser test was left out (--no-browser)");
+    }
+    Ok(())
+}
+
+/// The web page in headless Chromium, driven by `tests/browser/flow.mjs`
+/// against the binary the tests just built.
+fn browser_test() -> Result<()> {
+    let root = architecture::workspace_root();
+    let chromium = env::var("CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into());
+    if !std::path::Path::new(&chromium).exists() {
+        bail!(
+            "the browser test needs Chromium at {chromium}: install Debian's `chromium` package (or set CHROMIUM), \
+             or run `cargo xtask test --no-browser`"
+        );
+    }
+    let folder = root.join("tests/browser");
+    if !folder.join("node_modules/playwright-core").exists() {
+        run("npm", &["ci", "--no-audit", "--no-fund"], &folder)?;
+    }
+    cargo(&["build", "--locked", "--package", "latchkey"], &[])?;
+    let binary = root.join("target/debug/latchkey");
+    println!("\n$ node tests/browser/flow.mjs");
+    let status = Command::new("node")
+        .arg("flow.mjs")
+        .current_dir(&folder)
+        .env("LATCHKEY_BIN", binary)
+        .env("CHROMIUM", chromium)
+        .status()
+        .context("cannot run node")?;
+    if !status.success() {
+        bail!("the browser test failed ({status})");
+    }
+    Ok(())
+}
+
+fn run(program: &str, args: &[&str], dir: &std::path::Path) -> Result<()> {
+    println!("\n$ {program} {}", args.join(" "));
+    let status = Command::new(program)
+        .args(args)
+        .current_dir(dir)
+        .status()
+        .with_context(|| format!("cannot run {program}"))?;
+    if !status.success() {
+        bail!("{program} {} failed ({status})", args.join(" "));
+    }
+    Ok(())
 }
 
 /// Hides a password in a database URL before printing it.

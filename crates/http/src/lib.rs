@@ -1,5 +1,5 @@
 //! latchkey's delivery: the HTTP API of SPEC §7 over axum, its OpenAPI
-//! document, and the web page.
+//! document, and the Credentials web page.
 //!
 //! Architecture invariant: only this crate knows the wire format. JSON,
 //! status codes and headers stop here; handlers translate between them and
@@ -13,6 +13,7 @@ mod error;
 mod layers;
 mod openapi;
 mod routes;
+mod web;
 
 use std::sync::Arc;
 use std::time::Duration;

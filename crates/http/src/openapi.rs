@@ -11,7 +11,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use crate::Services;
-use crate::routes;
+use crate::{routes, web};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -26,6 +26,7 @@ use crate::routes;
         (name = "authorize", description = "The decision data services ask for"),
         (name = "connections", description = "Connections to data warehouses"),
         (name = "system", description = "Liveness and readiness"),
+        (name = "web page", description = "The Credentials page, a client of this API"),
     )
 )]
 struct ApiDoc;
@@ -52,6 +53,9 @@ pub(crate) fn router() -> OpenApiRouter<Services> {
         .routes(routes!(routes::connections))
         .routes(routes!(routes::healthz))
         .routes(routes!(routes::readyz))
+        .routes(routes!(web::index))
+        .routes(routes!(web::script))
+        .routes(routes!(web::style))
 }
 
 /// The document, as served at `/v3/openapi.json`.
