@@ -34,12 +34,7 @@ async fn token_lifecycle() {
     let (server, key) = start(&dir);
     let key = Some(key.as_str());
 
-    let response = server
-        .request(Method::POST, "/v3/tokens", key)
-        .json(&maps_and_sql())
-        .send()
-        .await
-        .unwrap();
+    let response = server.request(Method::POST, "/v3/tokens", key).json(&maps_and_sql()).send().await.unwrap();
     assert_eq!(response.status(), StatusCode::CREATED);
     assert_eq!(response.headers()[ETAG], "\"1\"");
     let location = response.headers()[LOCATION].to_str().unwrap().to_owned();
@@ -50,15 +45,9 @@ async fn token_lifecycle() {
     assert!(value.starts_with("latchkey_tk_"));
     assert_eq!(created["name"], "Dashboard");
     assert_eq!(created["allowed_apis"], json!(["maps", "sql"]));
-    assert_eq!(
-        created["grants"][0],
-        json!({"connection_name": "carto_dw", "source": "project.dataset.roads"})
-    );
+    assert_eq!(created["grants"][0], json!({"connection_name": "carto_dw", "source": "project.dataset.roads"}));
     assert_eq!(created["referers"], json!(["https://app.example.com/"]));
-    assert_eq!(
-        (created["expiration_date"].clone(), created["last_used_at"].clone()),
-        (Value::Null, Value::Null)
-    );
+    assert_eq!((created["expiration_date"].clone(), created["last_used_at"].clone()), (Value::Null, Value::Null));
     assert_eq!(created["created_at"], created["updated_at"]);
     assert_eq!(created["warnings"], json!([]));
     let keys: Vec<&String> = created.as_object().unwrap().keys().collect();
@@ -75,17 +64,13 @@ async fn token_lifecycle() {
     assert_eq!(list["next_cursor"], Value::Null);
 
     for reference in [&id, &value] {
-        let (status, got) = server
-            .call(Method::GET, &format!("/v3/tokens/{reference}"), key, None)
-            .await;
+        let (status, got) = server.call(Method::GET, &format!("/v3/tokens/{reference}"), key, None).await;
         assert_eq!((status, &got), (StatusCode::OK, &created));
     }
 
     let (allowed, reason) = server
-        .authorize(
-            json!({"token": value, "api": "maps", "connection_name": "carto_dw", "source_type": "table",
-            "source": "project.dataset.roads", "referer": "https://app.example.com/map"}),
-        )
+        .authorize(json!({"token": value, "api": "maps", "connection_name": "carto_dw", "source_type": "table",
+            "source": "project.dataset.roads", "referer": "https://app.example.com/map"}))
         .await;
     assert_eq!((allowed, reason), (true, None));
 
@@ -100,10 +85,7 @@ async fn token_lifecycle() {
     assert_eq!(response.headers()[ETAG], "\"2\"");
     let (_, updated) = parse(response).await;
     assert_eq!(updated["name"], "Dashboard v2");
-    assert_eq!(
-        updated["referers"],
-        json!(["https://app.example.com/", "*.example.org"])
-    );
+    assert_eq!(updated["referers"], json!(["https://app.example.com/", "*.example.org"]));
     assert_eq!(updated["grants"], created["grants"], "fields not named are kept");
     assert_eq!(updated["token"], created["token"], "the value never changes");
     assert!(updated["updated_at"].as_str() > created["updated_at"].as_str());
@@ -120,26 +102,15 @@ async fn token_lifecycle() {
     }
     assert!(last_used.is_string(), "last_used_at recorded");
 
-    let (status, body) = server
-        .call(Method::DELETE, &format!("/v3/tokens/{id}"), key, None)
-        .await;
+    let (status, body) = server.call(Method::DELETE, &format!("/v3/tokens/{id}"), key, None).await;
     assert_eq!((status, body), (StatusCode::NO_CONTENT, Value::Null));
     let (allowed, reason) = server
-        .authorize(
-            json!({"token": value, "api": "maps", "connection_name": "carto_dw", "source_type": "table",
-            "source": "project.dataset.roads", "referer": "https://app.example.com/map"}),
-        )
+        .authorize(json!({"token": value, "api": "maps", "connection_name": "carto_dw", "source_type": "table",
+            "source": "project.dataset.roads", "referer": "https://app.example.com/map"}))
         .await;
-    assert_eq!(
-        (allowed, reason.as_deref()),
-        (false, Some("token_unknown")),
-        "refused right after the delete"
-    );
+    assert_eq!((allowed, reason.as_deref()), (false, Some("token_unknown")), "refused right after the delete");
     let (status, body) = server.call(Method::GET, &format!("/v3/tokens/{id}"), key, None).await;
-    assert_eq!(
-        (status, body["code"].as_str()),
-        (StatusCode::NOT_FOUND, Some("not_found"))
-    );
+    assert_eq!((status, body["code"].as_str()), (StatusCode::NOT_FOUND, Some("not_found")));
 }
 
 #[tokio::test]
@@ -169,34 +140,16 @@ async fn every_denial_reason_through_authorize() {
     };
     let cases = [
         (with(json!({})), None),
-        (
-            with(json!({"token": "latchkey_tk_thisIsNotAToken"})),
-            Some("token_malformed"),
-        ),
+        (with(json!({"token": "latchkey_tk_thisIsNotAToken"})), Some("token_malformed")),
         (with(json!({"token": ""})), Some("token_malformed")),
         (with(json!({"token": token_shaped()})), Some("token_unknown")),
-        (
-            with(json!({"api": "imports", "source_type": "table"})),
-            Some("api_not_allowed"),
-        ),
+        (with(json!({"api": "imports", "source_type": "table"})), Some("api_not_allowed")),
         (with(json!({"api": "lds"})), Some("api_not_allowed")),
         (with(json!({"referer": null})), Some("referer_missing")),
-        (
-            with(json!({"referer": null, "origin": "https://app.example.com"})),
-            None,
-        ),
-        (
-            with(json!({"referer": "https://app.example.com.evil.net/"})),
-            Some("referer_not_allowed"),
-        ),
-        (
-            with(json!({"connection_name": "elsewhere"})),
-            Some("connection_not_granted"),
-        ),
-        (
-            with(json!({"source": "project.dataset.rivers"})),
-            Some("source_not_granted"),
-        ),
+        (with(json!({"referer": null, "origin": "https://app.example.com"})), None),
+        (with(json!({"referer": "https://app.example.com.evil.net/"})), Some("referer_not_allowed")),
+        (with(json!({"connection_name": "elsewhere"})), Some("connection_not_granted")),
+        (with(json!({"source": "project.dataset.rivers"})), Some("source_not_granted")),
         (
             with(
                 json!({"api": "sql", "source_type": "query", "source": "select * from `project.dataset.roads`\n where id=@id"}),
@@ -210,11 +163,7 @@ async fn every_denial_reason_through_authorize() {
     ];
     for (request, expected) in cases {
         let (allowed, reason) = server.authorize(request.clone()).await;
-        assert_eq!(
-            (allowed, reason.as_deref()),
-            (expected.is_none(), expected),
-            "{request}"
-        );
+        assert_eq!((allowed, reason.as_deref()), (expected.is_none(), expected), "{request}");
     }
     let lds = json!({"token": short["token"], "api": "lds"});
     assert_eq!(server.authorize(lds.clone()).await, (true, None));
@@ -229,9 +178,7 @@ async fn every_denial_reason_through_authorize() {
         json!({"api": "lds"}),
         json!({"token": value, "api": "lds", "referrer": "https://x"}),
     ] {
-        let (status, body) = server
-            .call(Method::POST, "/v3/authorize", None, Some(bad.clone()))
-            .await;
+        let (status, body) = server.call(Method::POST, "/v3/authorize", None, Some(bad.clone())).await;
         assert_eq!(status, StatusCode::BAD_REQUEST, "{bad} → {body}");
         assert!(body["details"].as_array().is_some_and(|d| !d.is_empty()), "{body}");
     }
@@ -239,18 +186,12 @@ async fn every_denial_reason_through_authorize() {
 
 /// A value in the token format that no server issued.
 fn token_shaped() -> String {
-    latchkey_domain::TokenValue::generate(&mut rand::rngs::SysRng)
-        .unwrap()
-        .expose()
-        .to_owned()
+    latchkey_domain::TokenValue::generate(&mut rand::rngs::SysRng).unwrap().expose().to_owned()
 }
 
 /// A user key in the right format that no server issued.
 fn user_key_shaped() -> String {
-    latchkey_domain::UserKey::generate(&mut rand::rngs::SysRng)
-        .unwrap()
-        .expose()
-        .to_owned()
+    latchkey_domain::UserKey::generate(&mut rand::rngs::SysRng).unwrap().expose().to_owned()
 }
 
 fn time_in(seconds: i64) -> String {
@@ -278,23 +219,9 @@ async fn every_status_and_error_code() {
     ];
     let unknown_key = user_key_shaped();
     for (method, path) in &management {
-        for credential in [
-            None,
-            Some("garbage"),
-            Some(unknown_key.as_str()),
-            Some(token["token"].as_str().unwrap()),
-        ] {
-            let response = server
-                .request(method.clone(), path, credential)
-                .json(&json!({}))
-                .send()
-                .await
-                .unwrap();
-            assert_eq!(
-                response.status(),
-                StatusCode::UNAUTHORIZED,
-                "{method} {path} {credential:?}"
-            );
+        for credential in [None, Some("garbage"), Some(unknown_key.as_str()), Some(token["token"].as_str().unwrap())] {
+            let response = server.request(method.clone(), path, credential).json(&json!({})).send().await.unwrap();
+            assert_eq!(response.status(), StatusCode::UNAUTHORIZED, "{method} {path} {credential:?}");
             assert_eq!(response.headers()[WWW_AUTHENTICATE], "Bearer");
             let (_, body) = parse(response).await;
             assert_eq!(body["code"], "unauthorized");
@@ -330,62 +257,18 @@ async fn every_status_and_error_code() {
             StatusCode::BAD_REQUEST,
             "expiration_immutable",
         ),
-        (
-            Method::GET,
-            "/v3/tokens/Hq3xJ7rT2mKa".into(),
-            None,
-            StatusCode::NOT_FOUND,
-            "not_found",
-        ),
-        (
-            Method::GET,
-            "/v3/tokens/not-a-token".into(),
-            None,
-            StatusCode::NOT_FOUND,
-            "not_found",
-        ),
-        (
-            Method::DELETE,
-            "/v3/tokens/Hq3xJ7rT2mKa".into(),
-            None,
-            StatusCode::NOT_FOUND,
-            "not_found",
-        ),
-        (
-            Method::GET,
-            "/v3/nowhere".into(),
-            None,
-            StatusCode::NOT_FOUND,
-            "not_found",
-        ),
-        (
-            Method::POST,
-            "/v3/tokens".into(),
-            Some(maps_and_sql()),
-            StatusCode::CONFLICT,
-            "name_taken",
-        ),
-        (
-            Method::PUT,
-            "/v3/tokens".into(),
-            None,
-            StatusCode::METHOD_NOT_ALLOWED,
-            "method_not_allowed",
-        ),
+        (Method::GET, "/v3/tokens/Hq3xJ7rT2mKa".into(), None, StatusCode::NOT_FOUND, "not_found"),
+        (Method::GET, "/v3/tokens/not-a-token".into(), None, StatusCode::NOT_FOUND, "not_found"),
+        (Method::DELETE, "/v3/tokens/Hq3xJ7rT2mKa".into(), None, StatusCode::NOT_FOUND, "not_found"),
+        (Method::GET, "/v3/nowhere".into(), None, StatusCode::NOT_FOUND, "not_found"),
+        (Method::POST, "/v3/tokens".into(), Some(maps_and_sql()), StatusCode::CONFLICT, "name_taken"),
+        (Method::PUT, "/v3/tokens".into(), None, StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed"),
     ];
     for (method, path, body, status, code) in cases {
         let (got_status, got) = server.call(method.clone(), &path, key, body).await;
-        assert_eq!(
-            (got_status, got["code"].as_str()),
-            (status, Some(code)),
-            "{method} {path}: {got}"
-        );
+        assert_eq!((got_status, got["code"].as_str()), (status, Some(code)), "{method} {path}: {got}");
         assert!(got["error"].as_str().is_some_and(|e| !e.is_empty()));
-        assert_eq!(
-            got.get("details").is_some(),
-            code == "validation_failed",
-            "details only on validation errors"
-        );
+        assert_eq!(got.get("details").is_some(), code == "validation_failed", "details only on validation errors");
     }
 
     // 412 with a stale If-Match, on PATCH and DELETE; nothing changes.
@@ -398,10 +281,7 @@ async fn every_status_and_error_code() {
             .await
             .unwrap();
         let (status, body) = parse(response).await;
-        assert_eq!(
-            (status, body["code"].as_str()),
-            (StatusCode::PRECONDITION_FAILED, Some("precondition_failed"))
-        );
+        assert_eq!((status, body["code"].as_str()), (StatusCode::PRECONDITION_FAILED, Some("precondition_failed")));
     }
     let (_, unchanged) = server.call(Method::GET, &format!("/v3/tokens/{id}"), key, None).await;
     assert_eq!(unchanged, token);
@@ -416,14 +296,9 @@ async fn every_status_and_error_code() {
         .await
         .unwrap();
     let (status, body) = parse(response).await;
-    assert_eq!(
-        (status, body["code"].as_str()),
-        (StatusCode::PAYLOAD_TOO_LARGE, Some("payload_too_large"))
-    );
+    assert_eq!((status, body["code"].as_str()), (StatusCode::PAYLOAD_TOO_LARGE, Some("payload_too_large")));
     for content_type in [None, Some("text/plain"), Some("application/x-www-form-urlencoded")] {
-        let mut request = server
-            .request(Method::POST, "/v3/tokens", key)
-            .body(maps_and_sql().to_string());
+        let mut request = server.request(Method::POST, "/v3/tokens", key).body(maps_and_sql().to_string());
         if let Some(content_type) = content_type {
             request = request.header(CONTENT_TYPE, content_type);
         }
@@ -445,31 +320,19 @@ async fn bad_input_gets_a_clear_4xx_and_never_a_5xx() {
         ("not an object", b"[1, 2]".to_vec(), "invalid_request"),
         ("empty", Vec::new(), "invalid_request"),
         ("not UTF-8", b"{\"name\": \"\xff\xfe\"}".to_vec(), "invalid_request"),
-        (
-            "wrong types",
-            br#"{"allowed_apis": "maps", "grants": {}}"#.to_vec(),
-            "validation_failed",
-        ),
+        ("wrong types", br#"{"allowed_apis": "maps", "grants": {}}"#.to_vec(), "validation_failed"),
         (
             "a number for a source",
             br#"{"allowed_apis": ["maps"], "grants": [{"connection_name": "carto_dw", "source": 5}]}"#.to_vec(),
             "validation_failed",
         ),
-        (
-            "missing grants",
-            br#"{"allowed_apis": ["lds"]}"#.to_vec(),
-            "validation_failed",
-        ),
+        ("missing grants", br#"{"allowed_apis": ["lds"]}"#.to_vec(), "validation_failed"),
         (
             "unknown fields",
             br#"{"allowed_apis": ["lds"], "grants": [], "referrers": ["https://a.com"]}"#.to_vec(),
             "validation_failed",
         ),
-        (
-            "deeply nested",
-            format!("{}{}", "[".repeat(10_000), "]".repeat(10_000)).into_bytes(),
-            "invalid_request",
-        ),
+        ("deeply nested", format!("{}{}", "[".repeat(10_000), "]".repeat(10_000)).into_bytes(), "invalid_request"),
     ];
     for (what, body, code) in raw_bodies {
         let response = server
@@ -480,47 +343,26 @@ async fn bad_input_gets_a_clear_4xx_and_never_a_5xx() {
             .await
             .unwrap();
         let (status, got) = parse(response).await;
-        assert_eq!(
-            (status, got["code"].as_str()),
-            (StatusCode::BAD_REQUEST, Some(code)),
-            "{what}: {got}"
-        );
+        assert_eq!((status, got["code"].as_str()), (StatusCode::BAD_REQUEST, Some(code)), "{what}: {got}");
     }
     let (_, got) = server
-        .call(
-            Method::POST,
-            "/v3/tokens",
-            key,
-            Some(json!({"allowed_apis": ["lds"], "grants": [], "referrers": []})),
-        )
+        .call(Method::POST, "/v3/tokens", key, Some(json!({"allowed_apis": ["lds"], "grants": [], "referrers": []})))
         .await;
     assert_eq!(got["details"][0]["field"], "referrers", "the misspelt field is named");
 
     for limit in ["0", "501", "-1", "abc", "1e3", "100000000000000000000000", ""] {
-        let (status, got) = server
-            .call(Method::GET, &format!("/v3/tokens?limit={limit}"), key, None)
-            .await;
-        assert_eq!(
-            (status, got["details"][0]["field"].as_str()),
-            (StatusCode::BAD_REQUEST, Some("limit")),
-            "{limit}"
-        );
+        let (status, got) = server.call(Method::GET, &format!("/v3/tokens?limit={limit}"), key, None).await;
+        assert_eq!((status, got["details"][0]["field"].as_str()), (StatusCode::BAD_REQUEST, Some("limit")), "{limit}");
     }
     for cursor in ["garbage", "AAAA", "%FF"] {
-        let (status, got) = server
-            .call(Method::GET, &format!("/v3/tokens?cursor={cursor}"), key, None)
-            .await;
+        let (status, got) = server.call(Method::GET, &format!("/v3/tokens?cursor={cursor}"), key, None).await;
         assert_eq!(
             (status, got["details"][0]["field"].as_str()),
             (StatusCode::BAD_REQUEST, Some("cursor")),
             "{cursor}"
         );
     }
-    for path in [
-        "/v3/tokens/%FF%FE",
-        "/v3/tokens/..%2F..%2Fetc",
-        "/v3/tokens/latchkey_tk_%00",
-    ] {
+    for path in ["/v3/tokens/%FF%FE", "/v3/tokens/..%2F..%2Fetc", "/v3/tokens/latchkey_tk_%00"] {
         let (status, got) = server.call(Method::GET, path, key, None).await;
         assert!(status.is_client_error(), "{path}: {status}");
         assert!(got["code"].is_string(), "{path}: {got}");
@@ -545,9 +387,7 @@ async fn users_never_see_each_others_tokens() {
     let token_for = |name: &str| json!({"name": name, "allowed_apis": ["maps"], "grants": [{"connection_name": "warehouse", "source": "a.b.c"}]});
     let mut tokens = Vec::new();
     for (user, key) in [("ana", &ana), ("bob", &bob), ("cy", &cy)] {
-        let (status, token) = server
-            .call(Method::POST, "/v3/tokens", Some(key), Some(token_for("shared name")))
-            .await;
+        let (status, token) = server.call(Method::POST, "/v3/tokens", Some(key), Some(token_for("shared name"))).await;
         assert_eq!(status, StatusCode::CREATED, "{user}: {token}");
         tokens.push((user, key.clone(), token));
     }
@@ -583,24 +423,15 @@ async fn users_never_see_each_others_tokens() {
     }
     // Nothing changed: every owner sees their token exactly as created.
     for (owner, key, token) in &tokens {
-        let (status, now) = server
-            .call(
-                Method::GET,
-                &format!("/v3/tokens/{}", token["id"].as_str().unwrap()),
-                Some(key),
-                None,
-            )
-            .await;
+        let (status, now) =
+            server.call(Method::GET, &format!("/v3/tokens/{}", token["id"].as_str().unwrap()), Some(key), None).await;
         assert_eq!((status, &now), (StatusCode::OK, token), "{owner}");
     }
     // Connections are per org.
     let (_, acme) = server.call(Method::GET, "/v3/connections", Some(&ana), None).await;
     assert_eq!(acme, json!({"data": [{"name": "warehouse", "provider": "bigquery"}]}));
     let (_, globex) = server.call(Method::GET, "/v3/connections", Some(&cy), None).await;
-    assert_eq!(
-        globex,
-        json!({"data": [{"name": "warehouse", "provider": "snowflake"}]})
-    );
+    assert_eq!(globex, json!({"data": [{"name": "warehouse", "provider": "snowflake"}]}));
     // A grant on another org's connection name resolves in the caller's org.
     let (status, got) = server
         .call(
@@ -611,10 +442,7 @@ async fn users_never_see_each_others_tokens() {
             "grants": [{"connection_name": "carto_dw", "source": "a.b.c"}]})),
         )
         .await;
-    assert_eq!(
-        (status, got["details"][0]["code"].as_str()),
-        (StatusCode::BAD_REQUEST, Some("connection_unknown"))
-    );
+    assert_eq!((status, got["details"][0]["code"].as_str()), (StatusCode::BAD_REQUEST, Some("connection_unknown")));
 }
 
 #[tokio::test]
@@ -634,13 +462,7 @@ async fn pages_of_tokens() {
     loop {
         let (status, page) = server.call(Method::GET, &path, key, None).await;
         assert_eq!(status, StatusCode::OK);
-        seen.extend(
-            page["data"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .map(|t| t["id"].as_str().unwrap().to_owned()),
-        );
+        seen.extend(page["data"].as_array().unwrap().iter().map(|t| t["id"].as_str().unwrap().to_owned()));
         match page["next_cursor"].as_str() {
             Some(cursor) => path = format!("/v3/tokens?limit=3&cursor={cursor}"),
             None => break,
@@ -658,29 +480,12 @@ async fn a_restart_keeps_every_token_and_every_delete() {
     let (server, key) = start(&dir);
     let k = Some(key.as_str());
     let (_, kept) = server
-        .call(
-            Method::POST,
-            "/v3/tokens",
-            k,
-            Some(json!({"name": "kept", "allowed_apis": ["lds"], "grants": []})),
-        )
+        .call(Method::POST, "/v3/tokens", k, Some(json!({"name": "kept", "allowed_apis": ["lds"], "grants": []})))
         .await;
     let (_, gone) = server
-        .call(
-            Method::POST,
-            "/v3/tokens",
-            k,
-            Some(json!({"name": "gone", "allowed_apis": ["lds"], "grants": []})),
-        )
+        .call(Method::POST, "/v3/tokens", k, Some(json!({"name": "gone", "allowed_apis": ["lds"], "grants": []})))
         .await;
-    server
-        .call(
-            Method::DELETE,
-            &format!("/v3/tokens/{}", gone["id"].as_str().unwrap()),
-            k,
-            None,
-        )
-        .await;
+    server.call(Method::DELETE, &format!("/v3/tokens/{}", gone["id"].as_str().unwrap()), k, None).await;
     let lds = |token: &Value| json!({"token": token["token"], "api": "lds"});
     assert_eq!(server.authorize(lds(&kept)).await, (true, None));
     let status = server.stop();
@@ -688,28 +493,13 @@ async fn a_restart_keeps_every_token_and_every_delete() {
 
     let server = Server::start(&db, &[], &[], &dir.path().join("second.log"));
     assert!(server.admin_key.is_none(), "the bootstrap runs once");
-    let (status, again) = server
-        .call(
-            Method::GET,
-            &format!("/v3/tokens/{}", kept["id"].as_str().unwrap()),
-            k,
-            None,
-        )
-        .await;
+    let (status, again) =
+        server.call(Method::GET, &format!("/v3/tokens/{}", kept["id"].as_str().unwrap()), k, None).await;
     assert_eq!(status, StatusCode::OK);
-    assert_eq!(
-        again["token"], kept["token"],
-        "the same value, opened with the same key"
-    );
-    assert!(
-        again["last_used_at"].is_string(),
-        "the use before the shutdown was written at shutdown"
-    );
+    assert_eq!(again["token"], kept["token"], "the same value, opened with the same key");
+    assert!(again["last_used_at"].is_string(), "the use before the shutdown was written at shutdown");
     assert_eq!(server.authorize(lds(&kept)).await, (true, None));
-    assert_eq!(
-        server.authorize(lds(&gone)).await,
-        (false, Some("token_unknown".to_owned()))
-    );
+    assert_eq!(server.authorize(lds(&gone)).await, (false, Some("token_unknown".to_owned())));
 }
 
 #[tokio::test]
@@ -751,12 +541,7 @@ async fn users_of_an_identity_provider_sign_in_with_jwts() {
     let jwt = |sub: &str, exp_offset: i64| {
         let claims = json!({"iss": "https://idp.test/", "aud": "latchkey", "sub": sub, "org": "acme",
             "exp": get_current_timestamp() as i64 + exp_offset});
-        encode(
-            &Header::default(),
-            &claims,
-            &EncodingKey::from_secret(secret.as_bytes()),
-        )
-        .unwrap()
+        encode(&Header::default(), &claims, &EncodingKey::from_secret(secret.as_bytes())).unwrap()
     };
     let ana = jwt("auth0|ana", 600);
     let (status, token) = server
@@ -769,20 +554,11 @@ async fn users_of_an_identity_provider_sign_in_with_jwts() {
         )
         .await;
     assert_eq!(status, StatusCode::CREATED, "{token}");
-    let (_, list) = server
-        .call(Method::GET, "/v3/tokens", Some(&jwt("auth0|ana", 60)), None)
-        .await;
-    assert_eq!(
-        list["data"][0]["id"], token["id"],
-        "a fresh JWT of the same user sees the token"
-    );
-    let (_, other) = server
-        .call(Method::GET, "/v3/tokens", Some(&jwt("auth0|bob", 60)), None)
-        .await;
+    let (_, list) = server.call(Method::GET, "/v3/tokens", Some(&jwt("auth0|ana", 60)), None).await;
+    assert_eq!(list["data"][0]["id"], token["id"], "a fresh JWT of the same user sees the token");
+    let (_, other) = server.call(Method::GET, "/v3/tokens", Some(&jwt("auth0|bob", 60)), None).await;
     assert_eq!(other["data"], json!([]));
-    let (status, _) = server
-        .call(Method::GET, "/v3/tokens", Some(&jwt("auth0|ana", -120)), None)
-        .await;
+    let (status, _) = server.call(Method::GET, "/v3/tokens", Some(&jwt("auth0|ana", -120)), None).await;
     assert_eq!(status, StatusCode::UNAUTHORIZED, "expired");
 }
 
@@ -798,19 +574,10 @@ async fn postgres_store_end_to_end() {
     let request = json!({"token": token["token"], "api": "maps", "connection_name": "carto_dw",
         "source_type": "table", "source": "project.dataset.roads", "origin": "https://app.example.com"});
     assert_eq!(server.authorize(request.clone()).await, (true, None));
-    let (status, _) = server
-        .call(
-            Method::DELETE,
-            &format!("/v3/tokens/{}", token["id"].as_str().unwrap()),
-            key,
-            None,
-        )
-        .await;
+    let (status, _) =
+        server.call(Method::DELETE, &format!("/v3/tokens/{}", token["id"].as_str().unwrap()), key, None).await;
     assert_eq!(status, StatusCode::NO_CONTENT);
-    assert_eq!(
-        server.authorize(request).await,
-        (false, Some("token_unknown".to_owned()))
-    );
+    assert_eq!(server.authorize(request).await, (false, Some("token_unknown".to_owned())));
     assert!(server.stop().success());
     database.drop_database().await;
 }
@@ -825,15 +592,11 @@ async fn corrupt_stored_data_is_an_internal_error_and_refuses() {
     // Another process damages the row behind the server's back.
     let file = rusqlite::Connection::open(dir.path().join("latchkey.db")).unwrap();
     file.busy_timeout(std::time::Duration::from_secs(5)).unwrap();
-    file.execute("UPDATE tokens SET allowed_apis = 'maps,teleport' WHERE id = ?1", [id])
-        .unwrap();
+    file.execute("UPDATE tokens SET allowed_apis = 'maps,teleport' WHERE id = ?1", [id]).unwrap();
     drop(file);
 
     let (status, body) = server.call(Method::GET, &format!("/v3/tokens/{id}"), key, None).await;
-    assert_eq!(
-        (status, body["code"].as_str()),
-        (StatusCode::INTERNAL_SERVER_ERROR, Some("internal"))
-    );
+    assert_eq!((status, body["code"].as_str()), (StatusCode::INTERNAL_SERVER_ERROR, Some("internal")));
     assert_eq!(body["error"], "internal error", "no internal detail reaches the client");
     let (status, body) = server
         .call(
@@ -845,10 +608,6 @@ async fn corrupt_stored_data_is_an_internal_error_and_refuses() {
             "referer": "https://app.example.com/"})),
         )
         .await;
-    assert_eq!(
-        (status, body["code"].as_str()),
-        (StatusCode::INTERNAL_SERVER_ERROR, Some("internal")),
-        "never allowed"
-    );
+    assert_eq!((status, body["code"].as_str()), (StatusCode::INTERNAL_SERVER_ERROR, Some("internal")), "never allowed");
     assert!(server.log_text().contains("corrupt stored data"), "the cause is logged");
 }

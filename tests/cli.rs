@@ -14,10 +14,7 @@ fn users_create_prints_the_key_as_the_only_line() {
     assert!(ok);
     let lines: Vec<&str> = stdout.lines().collect();
     assert_eq!(lines.len(), 1, "{stdout:?}");
-    assert!(
-        lines[0].starts_with("latchkey_uk_") && lines[0].len() == 50,
-        "{stdout:?}"
-    );
+    assert!(lines[0].starts_with("latchkey_uk_") && lines[0].len() == 50, "{stdout:?}");
 
     let (ok, stdout, stderr) = run_cli(&["users", "create", "ana@example.com", "--org", "acme", "--database", &db]);
     assert!(!ok && stdout.is_empty(), "a second create of the same user fails");
@@ -36,30 +33,13 @@ fn connections_create_needs_an_existing_org_and_a_known_provider() {
     let dir = TempDir::new("cli-connections");
     let db = dir.sqlite_url();
     let create = |name: &str, org: &str, provider: &str| {
-        run_cli(&[
-            "connections",
-            "create",
-            name,
-            "--org",
-            org,
-            "--provider",
-            provider,
-            "--database",
-            &db,
-        ])
+        run_cli(&["connections", "create", name, "--org", org, "--provider", provider, "--database", &db])
     };
     let (ok, _, stderr) = create("bq", "acme", "bigquery");
     assert!(!ok && stderr.contains("there is no org"), "{stderr}");
     let (ok, _, _) = run_cli(&["users", "create", "ana", "--org", "acme", "--database", &db]);
     assert!(ok);
-    for provider in [
-        "bigquery",
-        "snowflake",
-        "redshift",
-        "postgres",
-        "databricks",
-        "carto_dw",
-    ] {
+    for provider in ["bigquery", "snowflake", "redshift", "postgres", "databricks", "carto_dw"] {
         let (ok, stdout, stderr) = create(&format!("c_{provider}"), "acme", provider);
         assert!(ok, "{provider}: {stderr}");
         assert!(stdout.is_empty());
@@ -73,22 +53,13 @@ fn connections_create_needs_an_existing_org_and_a_known_provider() {
 #[test]
 fn serve_refuses_postgres_without_a_shared_key() {
     let output = std::process::Command::new(support::binary())
-        .args([
-            "serve",
-            "--database",
-            "postgres://nobody@127.0.0.1:1/none",
-            "--listen",
-            "127.0.0.1:0",
-        ])
+        .args(["serve", "--database", "postgres://nobody@127.0.0.1:1/none", "--listen", "127.0.0.1:0"])
         .env_remove("LATCHKEY_SECRET_KEY")
         .output()
         .unwrap();
     assert!(!output.status.success());
     let stderr = String::from_utf8(output.stderr).unwrap();
-    assert!(
-        stderr.contains("LATCHKEY_SECRET_KEY must be set with PostgreSQL"),
-        "{stderr}"
-    );
+    assert!(stderr.contains("LATCHKEY_SECRET_KEY must be set with PostgreSQL"), "{stderr}");
 }
 
 #[test]
@@ -100,13 +71,7 @@ fn help_lists_the_commands() {
     }
     let (ok, stdout, _) = run_cli(&["serve", "--help"]);
     assert!(ok);
-    for flag in [
-        "--listen",
-        "--database",
-        "--no-bootstrap",
-        "LATCHKEY_LISTEN",
-        "LATCHKEY_DATABASE_URL",
-    ] {
+    for flag in ["--listen", "--database", "--no-bootstrap", "LATCHKEY_LISTEN", "LATCHKEY_DATABASE_URL"] {
         assert!(stdout.contains(flag), "{flag} missing from:\n{stdout}");
     }
 }

@@ -15,16 +15,9 @@ fn readme() -> String {
 
 /// The `sh` blocks of the section titled `title`.
 fn shell_blocks(markdown: &str, title: &str) -> Vec<String> {
-    let section = markdown
-        .split(&format!("\n## {title}\n"))
-        .nth(1)
-        .expect("the section exists");
+    let section = markdown.split(&format!("\n## {title}\n")).nth(1).expect("the section exists");
     let section = section.split("\n## ").next().unwrap_or(section);
-    section
-        .split("```sh\n")
-        .skip(1)
-        .map(|block| block.split("```").next().unwrap_or("").to_owned())
-        .collect()
+    section.split("```sh\n").skip(1).map(|block| block.split("```").next().unwrap_or("").to_owned()).collect()
 }
 
 #[test]
@@ -45,10 +38,7 @@ fn the_walkthrough_works_as_written() {
     assert!(blocks.len() >= 5, "the walkthrough has its steps");
     // The first block only names the address and the key, which the test
     // provides; everything after it runs exactly as written.
-    assert!(
-        blocks[0].contains("export LATCHKEY=http://127.0.0.1:8080"),
-        "the README names the default address"
-    );
+    assert!(blocks[0].contains("export LATCHKEY=http://127.0.0.1:8080"), "the README names the default address");
     let script = format!("set -euo pipefail\n{}", blocks[1..].join("\n"));
     let output = Command::new("bash")
         .arg("-c")
@@ -59,21 +49,12 @@ fn the_walkthrough_works_as_written() {
         .output()
         .unwrap();
     let stdout = String::from_utf8(output.stdout).unwrap();
-    assert!(
-        output.status.success(),
-        "the walkthrough failed:\n{stdout}\n{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    let allowed = stdout
-        .find(r#"{"allowed":true,"reason":null}"#)
-        .expect("the first authorize allows");
+    assert!(output.status.success(), "the walkthrough failed:\n{stdout}\n{}", String::from_utf8_lossy(&output.stderr));
+    let allowed = stdout.find(r#"{"allowed":true,"reason":null}"#).expect("the first authorize allows");
     let deleted = stdout[allowed..].find("204").expect("the delete answers 204") + allowed;
     assert!(
         stdout[deleted..].contains(r#"{"allowed":false,"reason":"token_unknown"}"#),
         "the authorize after the delete refuses:\n{stdout}"
     );
-    assert!(
-        stdout.contains(r#""name":"my first map""#),
-        "the list shows the token:\n{stdout}"
-    );
+    assert!(stdout.contains(r#""name":"my first map""#), "the list shows the token:\n{stdout}");
 }

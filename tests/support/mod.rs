@@ -1,12 +1,6 @@
 //! Starting the real `latchkey` binary and talking to it over HTTP.
 
-#![allow(
-    dead_code,
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic,
-    clippy::print_stdout
-)]
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::print_stdout)]
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -64,11 +58,7 @@ pub fn run_cli(args: &[&str]) -> (bool, String, String) {
         .env("LATCHKEY_SECRET_KEY", SECRET_KEY)
         .output()
         .unwrap();
-    (
-        output.status.success(),
-        String::from_utf8(output.stdout).unwrap(),
-        String::from_utf8(output.stderr).unwrap(),
-    )
+    (output.status.success(), String::from_utf8(output.stdout).unwrap(), String::from_utf8(output.stderr).unwrap())
 }
 
 /// Creates a user with the CLI and returns the key.
@@ -80,17 +70,8 @@ pub fn create_user(database: &str, org: &str, name: &str) -> String {
 
 /// Creates a connection with the CLI.
 pub fn create_connection(database: &str, org: &str, name: &str, provider: &str) {
-    let (ok, _, stderr) = run_cli(&[
-        "connections",
-        "create",
-        name,
-        "--org",
-        org,
-        "--provider",
-        provider,
-        "--database",
-        database,
-    ]);
+    let (ok, _, stderr) =
+        run_cli(&["connections", "create", name, "--org", org, "--provider", provider, "--database", database]);
     assert!(ok, "connections create failed: {stderr}");
 }
 
@@ -111,15 +92,7 @@ impl Server {
         let log_file = std::fs::File::create(log).unwrap();
         let mut command = Command::new(binary());
         command
-            .args([
-                "serve",
-                "--listen",
-                "127.0.0.1:0",
-                "--database",
-                database,
-                "--usage-flush-ms",
-                "100",
-            ])
+            .args(["serve", "--listen", "127.0.0.1:0", "--database", database, "--usage-flush-ms", "100"])
             .args(extra_args)
             .env_remove("LATCHKEY_DATABASE_URL")
             .env_remove("LATCHKEY_LISTEN")
@@ -150,22 +123,12 @@ impl Server {
                 }
                 Err(_) => {
                     let _ = child.kill();
-                    panic!(
-                        "the server did not start; its log:\n{}",
-                        std::fs::read_to_string(log).unwrap_or_default()
-                    );
+                    panic!("the server did not start; its log:\n{}", std::fs::read_to_string(log).unwrap_or_default());
                 }
             }
         };
         let admin_key = lines.iter().find(|l| l.starts_with("latchkey_uk_")).cloned();
-        Self {
-            url,
-            admin_key,
-            stdout: lines,
-            log: log.to_owned(),
-            child,
-            client: Client::new(),
-        }
+        Self { url, admin_key, stdout: lines, log: log.to_owned(), child, client: Client::new() }
     }
 
     /// A request to `path` with an optional bearer credential.
@@ -197,17 +160,12 @@ impl Server {
     pub async fn authorize(&self, request: Value) -> (bool, Option<String>) {
         let (status, body) = self.call(Method::POST, "/v3/authorize", None, Some(request)).await;
         assert_eq!(status, StatusCode::OK, "{body}");
-        (
-            body["allowed"].as_bool().unwrap(),
-            body["reason"].as_str().map(str::to_owned),
-        )
+        (body["allowed"].as_bool().unwrap(), body["reason"].as_str().map(str::to_owned))
     }
 
     /// Stops the server with SIGTERM and waits for it to exit.
     pub fn stop(mut self) -> std::process::ExitStatus {
-        let _ = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status();
+        let _ = Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status();
         for _ in 0..300 {
             if let Some(status) = self.child.try_wait().unwrap() {
                 return status;
@@ -216,6 +174,22 @@ impl Server {
         }
         let _ = self.child.kill();
         panic!("the server did not stop on SIGTERM");
+    }
+
+    /// The server's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Waits until the server's log contains `text` `times` times.
+    pub async fn wait_for_log(&self, text: &str, times: usize) {
+        for _ in 0..400 {
+            if self.log_text().matches(text).count() >= times {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+        panic!("the log never showed {text:?} {times} times:\n{}", self.log_text());
     }
 
     /// Whether the process is still running.
@@ -238,10 +212,6 @@ impl Drop for Server {
 pub async fn parse(response: Response) -> (StatusCode, Value) {
     let status = response.status();
     let text = response.text().await.unwrap();
-    let body = if text.is_empty() {
-        Value::Null
-    } else {
-        serde_json::from_str(&text).unwrap_or(Value::String(text))
-    };
+    let body = if text.is_empty() { Value::Null } else { serde_json::from_str(&text).unwrap_or(Value::String(text)) };
     (status, body)
 }

@@ -26,19 +26,11 @@ pub fn rules(document: &str) -> Result<BTreeMap<String, Vec<String>>> {
         .and_then(|rest| rest.split("```").next())
         .context("docs/architecture.md has no ```dependency-rules block")?;
     let mut rules = BTreeMap::new();
-    for line in block
-        .lines()
-        .map(str::trim)
-        .filter(|l| !l.is_empty() && !l.starts_with('#'))
-    {
+    for line in block.lines().map(str::trim).filter(|l| !l.is_empty() && !l.starts_with('#')) {
         let Some((krate, forbidden)) = line.split_once("must not depend on") else {
             bail!("cannot read the rule {line:?}");
         };
-        let forbidden = forbidden
-            .split([',', ' '])
-            .filter(|s| !s.is_empty())
-            .map(str::to_owned)
-            .collect();
+        let forbidden = forbidden.split([',', ' ']).filter(|s| !s.is_empty()).map(str::to_owned).collect();
         rules.insert(krate.trim().to_owned(), forbidden);
     }
     Ok(rules)
@@ -51,24 +43,16 @@ pub fn rules(document: &str) -> Result<BTreeMap<String, Vec<String>>> {
 pub fn normal_closure(krate: &str) -> Result<BTreeSet<String>> {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let output = Command::new(cargo)
-        .args([
-            "tree", "--locked", "-e", "normal", "--prefix", "none", "--format", "{p}", "-p", krate,
-        ])
+        .args(["tree", "--locked", "-e", "normal", "--prefix", "none", "--format", "{p}", "-p", krate])
         .current_dir(workspace_root())
         .output()
         .context("cannot run cargo tree")?;
     if !output.status.success() {
-        bail!(
-            "cargo tree -p {krate} failed: {}",
-            String::from_utf8_lossy(&output.stderr)
-        );
+        bail!("cargo tree -p {krate} failed: {}", String::from_utf8_lossy(&output.stderr));
     }
     let text = String::from_utf8(output.stdout)?;
-    let mut names: BTreeSet<String> = text
-        .lines()
-        .filter_map(|line| line.split_whitespace().next())
-        .map(str::to_owned)
-        .collect();
+    let mut names: BTreeSet<String> =
+        text.lines().filter_map(|line| line.split_whitespace().next()).map(str::to_owned).collect();
     names.remove(krate);
     Ok(names)
 }
@@ -93,11 +77,7 @@ mod tests {
     #[test]
     fn crate_dependencies_follow_docs_architecture() {
         let broken = broken_rules().unwrap();
-        assert!(
-            broken.is_empty(),
-            "docs/architecture.md is broken:\n{}",
-            broken.join("\n")
-        );
+        assert!(broken.is_empty(), "docs/architecture.md is broken:\n{}", broken.join("\n"));
     }
 
     #[test]
@@ -115,13 +95,7 @@ mod tests {
         // shows the closure sees real edges.
         assert!(normal_closure("latchkey-domain").unwrap().contains("sqlparser"));
         assert!(normal_closure("latchkey-app").unwrap().contains("latchkey-domain"));
-        assert!(
-            !normal_closure("latchkey-app").unwrap().contains("mockall"),
-            "dev-dependencies do not count"
-        );
-        assert!(
-            normal_closure("no-such-crate").is_err(),
-            "a rule for a crate that does not exist fails"
-        );
+        assert!(!normal_closure("latchkey-app").unwrap().contains("mockall"), "dev-dependencies do not count");
+        assert!(normal_closure("no-such-crate").is_err(), "a rule for a crate that does not exist fails");
     }
 }

@@ -20,6 +20,10 @@ verbs:
   test [--no-browser]  formatting, lints and every test (the command CI runs);
                        --no-browser leaves out the headless-Chromium test of the
                        web page, for machines without Chromium (CI never does)
+  bench [--quick]      every benchmark (decision latency against Cedar and Casbin,
+                       HTTP authorize, revocation propagation, scale): prints one
+                       table and writes target/bench/report.md; --quick shortens
+                       the runs and stops the scale test at 100 000 tokens
   architecture         check the crate dependency rules of docs/architecture.md
 ";
 
@@ -34,6 +38,15 @@ fn main() -> Result<()> {
                 _ => bail!("unknown options {rest:?}\n{USAGE}"),
             };
             test(browser)
+        }
+        Some("bench") => {
+            let rest: Vec<String> = args.collect();
+            let quick = match rest.iter().map(String::as_str).collect::<Vec<_>>().as_slice() {
+                [] => false,
+                ["--quick"] => true,
+                _ => bail!("unknown options {rest:?}\n{USAGE}"),
+            };
+            bench(quick)
         }
         Some("architecture") => {
             let broken = architecture::broken_rules()?;
@@ -84,18 +97,7 @@ fn postgres_for_tests() -> Option<String> {
 
 fn test(browser: bool) -> Result<()> {
     cargo(&["fmt", "--all", "--check"], &[])?;
-    cargo(
-        &[
-            "clippy",
-            "--workspace",
-            "--all-targets",
-            "--locked",
-            "--",
-            "-D",
-            "warnings",
-        ],
-        &[],
-    )?;
+    cargo(&["clippy", "--workspace", "--all-targets", "--locked", "--", "-D", "warnings"], &[])?;
     let mut envs = Vec::new();
     match postgres_for_tests() {
         Some(url) => {
@@ -144,13 +146,56 @@ fn browser_test() -> Result<()> {
     Ok(())
 }
 
+fn bench(quick: bool) -> Result<()> {
+    let root = architecture::workspace_root();
+    if Command::new("wrk").arg("--version").output().is_err() {
+        println!("wrk is missing; installing Debian's package");
+        run("apt-get", &["install", "-y", "-qq", "wrk"], &root)?;
+    }
+    let mut envs = Vec::new();
+    if let Some(url) = postgres_for_tests() {
+        envs.push(("LATCHKEY_TEST_POSTGRES_URL", url));
+    }
+    cargo(&["build", "--release", "--locked", "--package", "latchkey"], &[])?;
+    cargo(&["bench", "--locked", "--package", "latchkey-bench", "--features", "bench", "--bench", "decision"], &[])?;
+    cargo(
+        &[
+            "build",
+            "--release",
+            "--locked",
+            "--package",
+            "latchkey-bench",
+            "--features",
+            "bench",
+            "--bin",
+            "latchkey-bench",
+        ],
+        &[],
+    )?;
+    let binary = root.join("target/release/latchkey-bench");
+    let latchkey = root.join("target/release/latchkey");
+    let mut args =
+        vec!["--latchkey".to_owned(), latchkey.display().to_string(), "--root".to_owned(), root.display().to_string()];
+    if quick {
+        args.extend(["--seconds", "2", "--scale", "10000,100000", "--trials", "50"].map(str::to_owned));
+    }
+    println!("\n$ {} {}", binary.display(), args.join(" "));
+    let status = Command::new(&binary)
+        .args(&args)
+        .envs(envs.iter().map(|(k, v)| (k, v)))
+        .current_dir(&root)
+        .status()
+        .context("cannot run the benchmark")?;
+    if !status.success() {
+        bail!("the load benchmarks failed ({status})");
+    }
+    Ok(())
+}
+
 fn run(program: &str, args: &[&str], dir: &std::path::Path) -> Result<()> {
     println!("\n$ {program} {}", args.join(" "));
-    let status = Command::new(program)
-        .args(args)
-        .current_dir(dir)
-        .status()
-        .with_context(|| format!("cannot run {program}"))?;
+    let status =
+        Command::new(program).args(args).current_dir(dir).status().with_context(|| format!("cannot run {program}"))?;
     if !status.success() {
         bail!("{program} {} failed ({status})", args.join(" "));
     }

@@ -27,10 +27,7 @@ impl Authenticator for UserKeyAuthenticator {
     /// refused before any lookup.
     async fn authenticate(&self, credential: &str) -> Result<Principal, AuthenticationError> {
         let key = UserKey::parse(credential).map_err(|_| AuthenticationError::Invalid)?;
-        self.users
-            .find_by_key_hash(&key.hash())
-            .await?
-            .ok_or(AuthenticationError::Invalid)
+        self.users.find_by_key_hash(&key.hash()).await?.ok_or(AuthenticationError::Invalid)
     }
 }
 
@@ -46,10 +43,7 @@ impl CredentialRouter {
     /// A router over built-in `keys` and an optional identity provider.
     #[must_use]
     pub fn new(keys: Arc<dyn Authenticator>, identity_provider: Option<Arc<dyn Authenticator>>) -> Self {
-        Self {
-            keys,
-            identity_provider,
-        }
+        Self { keys, identity_provider }
     }
 }
 

@@ -6,6 +6,7 @@ use latchkey_domain::decision::decide;
 use latchkey_domain::{AccessRequest, DenyReason, TokenValue};
 use latchkey_ports::{BackendError, Clock, TokenRepository};
 
+use crate::cache::TokenCache;
 use crate::usage::UsageRecorder;
 
 /// The answer to "may this request proceed?".
@@ -20,6 +21,7 @@ pub enum Decision {
 /// Decides requests by token value.
 pub struct Authorizer {
     tokens: Arc<dyn TokenRepository>,
+    cache: Arc<TokenCache>,
     clock: Arc<dyn Clock>,
     usage: Arc<UsageRecorder>,
 }
@@ -27,8 +29,13 @@ pub struct Authorizer {
 impl Authorizer {
     /// Wires the authorizer to its ports.
     #[must_use]
-    pub fn new(tokens: Arc<dyn TokenRepository>, clock: Arc<dyn Clock>, usage: Arc<UsageRecorder>) -> Self {
-        Self { tokens, clock, usage }
+    pub fn new(
+        tokens: Arc<dyn TokenRepository>,
+        cache: Arc<TokenCache>,
+        clock: Arc<dyn Clock>,
+        usage: Arc<UsageRecorder>,
+    ) -> Self {
+        Self { tokens, cache, clock, usage }
     }
 
     /// Decides `request` made with the token value `token`.
@@ -44,8 +51,17 @@ impl Authorizer {
         let Ok(value) = TokenValue::parse(token) else {
             return Ok(Decision::Denied(DenyReason::TokenMalformed));
         };
-        let Some(stored) = self.tokens.find_by_secret_hash(&value.hash()).await? else {
-            return Ok(Decision::Denied(DenyReason::TokenUnknown));
+        let hash = value.hash();
+        let stored = match self.cache.get(&hash) {
+            (Some(cached), _) => cached,
+            (None, ticket) => match self.tokens.find_by_secret_hash(&hash).await? {
+                Some(found) => {
+                    let found = Arc::new(found);
+                    self.cache.put(ticket, found.clone());
+                    found
+                }
+                None => return Ok(Decision::Denied(DenyReason::TokenUnknown)),
+            },
         };
         let now = self.clock.now();
         match decide(&stored.policy, request, now) {

@@ -8,6 +8,7 @@
 
 mod authenticate;
 mod authorize;
+mod cache;
 mod error;
 mod random;
 mod sealing;
@@ -17,6 +18,7 @@ mod users;
 
 pub use authenticate::{CredentialRouter, UserKeyAuthenticator};
 pub use authorize::{Authorizer, Decision};
+pub use cache::{CacheSettings, TokenCache};
 pub use error::TokenError;
 pub use sealing::{SealError, Sealer};
 pub use tokens::{NewToken, TokenPatch, TokenRef, TokenService, TokenView};

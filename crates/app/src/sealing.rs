@@ -48,9 +48,7 @@ impl Sealer {
     /// A sealer for the 256-bit server key `key`.
     #[must_use]
     pub fn new(key: &[u8; 32]) -> Self {
-        Self {
-            cipher: Aes256Gcm::new(&Key::<Aes256Gcm>::from(*key)),
-        }
+        Self { cipher: Aes256Gcm::new(&Key::<Aes256Gcm>::from(*key)) }
     }
 
     /// Encrypts `value` for token `id` under a fresh random nonce.
@@ -63,13 +61,7 @@ impl Sealer {
         let aad = associated_data(id);
         let ciphertext = self
             .cipher
-            .encrypt(
-                &nonce.into(),
-                Payload {
-                    msg: value.expose().as_bytes(),
-                    aad: &aad,
-                },
-            )
+            .encrypt(&nonce.into(), Payload { msg: value.expose().as_bytes(), aad: &aad })
             .map_err(|_| SealError::Open)?;
         let mut sealed = Vec::with_capacity(1 + NONCE_LEN + ciphertext.len());
         sealed.push(FORMAT_V1);
@@ -92,16 +84,8 @@ impl Sealer {
         };
         let nonce: [u8; NONCE_LEN] = nonce.try_into().map_err(|_| SealError::Open)?;
         let aad = associated_data(id);
-        let plain = self
-            .cipher
-            .decrypt(
-                &nonce.into(),
-                Payload {
-                    msg: ciphertext,
-                    aad: &aad,
-                },
-            )
-            .map_err(|_| SealError::Open)?;
+        let plain =
+            self.cipher.decrypt(&nonce.into(), Payload { msg: ciphertext, aad: &aad }).map_err(|_| SealError::Open)?;
         let text = String::from_utf8(plain).map_err(|_| SealError::Open)?;
         TokenValue::parse(&text).map_err(|_| SealError::Open)
     }
@@ -113,10 +97,7 @@ mod tests {
     use crate::random::with_os_rng;
 
     fn fresh() -> (TokenId, TokenValue) {
-        (
-            with_os_rng(TokenId::generate).unwrap(),
-            with_os_rng(TokenValue::generate).unwrap(),
-        )
+        (with_os_rng(TokenId::generate).unwrap(), with_os_rng(TokenValue::generate).unwrap())
     }
 
     #[test]

@@ -8,6 +8,7 @@ use latchkey_ports::{
     Clock, ConnectionCatalog, Cursor, DeleteError, GetError, InsertError, TokenRepository, UpdateError,
 };
 
+use crate::cache::TokenCache;
 use crate::error::TokenError;
 use crate::random::with_os_rng;
 use crate::sealing::Sealer;
@@ -82,6 +83,7 @@ pub struct TokenPatch {
 /// The token use cases.
 pub struct TokenService {
     tokens: Arc<dyn TokenRepository>,
+    cache: Arc<TokenCache>,
     catalog: Arc<dyn ConnectionCatalog>,
     clock: Arc<dyn Clock>,
     sealer: Arc<Sealer>,
@@ -93,17 +95,12 @@ impl TokenService {
     #[must_use]
     pub fn new(
         tokens: Arc<dyn TokenRepository>,
+        cache: Arc<TokenCache>,
         catalog: Arc<dyn ConnectionCatalog>,
         clock: Arc<dyn Clock>,
         sealer: Arc<Sealer>,
     ) -> Self {
-        Self {
-            tokens,
-            catalog,
-            clock,
-            sealer,
-            max_tokens_per_owner: None,
-        }
+        Self { tokens, cache, catalog, clock, sealer, max_tokens_per_owner: None }
     }
 
     /// Limits how many tokens one owner may have.
@@ -133,10 +130,7 @@ impl TokenService {
     pub async fn create(&self, owner: &Principal, new: NewToken) -> Result<TokenView, TokenError> {
         let now = self.clock.now();
         let connections = self.catalog.connections(&owner.org).await?;
-        let expiration = ExpirationInput::Requested {
-            date: new.expiration_date.as_deref(),
-            now,
-        };
+        let expiration = ExpirationInput::Requested { date: new.expiration_date.as_deref(), now };
         let valid = validation::validate(&new.draft, expiration, &connections).map_err(TokenError::Invalid)?;
         if let Some(limit) = self.max_tokens_per_owner {
             // A soft limit: two creates racing at the limit may both pass.
@@ -165,11 +159,7 @@ impl TokenService {
             match self.tokens.insert(&token).await {
                 Ok(()) => {
                     tracing::info!(token_id = %token.id, org = %owner.org, user = %owner.user, "token created");
-                    return Ok(TokenView {
-                        token,
-                        value: Some(value),
-                        warnings: validation::warnings(&valid.policy),
-                    });
+                    return Ok(TokenView { token, value: Some(value), warnings: validation::warnings(&valid.policy) });
                 }
                 // A fresh id and value make both collisions vanish; a chosen
                 // name that is taken stays taken.
@@ -205,18 +195,12 @@ impl TokenService {
                 Err(GetError::NotFound) => return Err(TokenError::NotFound),
                 Err(GetError::Backend(e)) => return Err(e.into()),
             },
-            TokenRef::Value(value) => self
-                .tokens
-                .find_by_secret_hash(&value.hash())
-                .await?
-                .ok_or(TokenError::NotFound)?,
+            TokenRef::Value(value) => {
+                self.tokens.find_by_secret_hash(&value.hash()).await?.ok_or(TokenError::NotFound)?
+            }
             TokenRef::Unknown => return Err(TokenError::NotFound),
         };
-        if token.owner == *owner {
-            Ok(token)
-        } else {
-            Err(TokenError::NotFound)
-        }
+        if token.owner == *owner { Ok(token) } else { Err(TokenError::NotFound) }
     }
 
     /// The caller's token.
@@ -264,6 +248,9 @@ impl TokenService {
             };
             match self.tokens.update(&updated, current.version).await {
                 Ok(()) => {
+                    // After the write, never before: a lookup between an
+                    // early eviction and the write could cache the old row.
+                    self.cache.evict(&updated.secret_hash);
                     tracing::info!(token_id = %updated.id, version = updated.version, "token updated");
                     return Ok(self.view(updated));
                 }
@@ -295,6 +282,7 @@ impl TokenService {
         }
         match self.tokens.delete(&current.id, if_match).await {
             Ok(()) => {
+                self.cache.evict(&current.secret_hash);
                 tracing::info!(token_id = %current.id, "token deleted");
                 Ok(current)
             }

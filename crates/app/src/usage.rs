@@ -22,10 +22,7 @@ impl UsageRecorder {
     /// A recorder that writes to `tokens`.
     #[must_use]
     pub fn new(tokens: Arc<dyn TokenRepository>) -> Self {
-        Self {
-            tokens,
-            pending: Mutex::new(HashMap::new()),
-        }
+        Self { tokens, pending: Mutex::new(HashMap::new()) }
     }
 
     /// Notes that token `id` was used at `at`. Costs a map insert; never

@@ -92,16 +92,7 @@ impl UserService {
             Err(UserError::Create(CreateUserError::UserExists)) => return Ok(None),
             Err(e) => return Err(e),
         };
-        match self
-            .create_connection(
-                &org,
-                &Connection {
-                    name: connection,
-                    provider: Provider::CartoDw,
-                },
-            )
-            .await
-        {
+        match self.create_connection(&org, &Connection { name: connection, provider: Provider::CartoDw }).await {
             Ok(()) | Err(CreateConnectionError::NameTaken) => Ok(Some(key)),
             Err(e) => Err(e.into()),
         }

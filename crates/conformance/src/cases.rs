@@ -29,14 +29,9 @@ fn full_token() -> Token {
     for i in 0..95 {
         grants.push(("carto_dw", format!("`my-project.dataset.table_{i}`")));
     }
-    let referers: Vec<String> = (0..49)
-        .map(|i| format!("https://app{i}.example.com/"))
-        .chain(["*.bücher.example:*".to_owned()])
-        .collect();
-    base.policy = policy(
-        &draft(&["sql", "maps", "lds"], grants, referers),
-        Some(at(86_400 * 365)),
-    );
+    let referers: Vec<String> =
+        (0..49).map(|i| format!("https://app{i}.example.com/")).chain(["*.bücher.example:*".to_owned()]).collect();
+    base.policy = policy(&draft(&["sql", "maps", "lds"], grants, referers), Some(at(86_400 * 365)));
     assert_eq!(base.policy.grants().len(), 100);
     assert_eq!(base.policy.referers().len(), 50);
     base.updated_at = at(1);
@@ -47,11 +42,7 @@ pub async fn round_trip_preserves_every_field(stores: &Stores) {
     let token = full_token();
     stores.tokens.insert(&token).await.unwrap();
     assert_eq!(stores.tokens.get(&token.id).await.unwrap(), token, "get");
-    assert_eq!(
-        stores.tokens.find_by_secret_hash(&token.secret_hash).await.unwrap(),
-        Some(token.clone()),
-        "by hash"
-    );
+    assert_eq!(stores.tokens.find_by_secret_hash(&token.secret_hash).await.unwrap(), Some(token.clone()), "by hash");
     let page = stores.tokens.list(&token.owner, None, 10).await.unwrap();
     assert_eq!(page.tokens, vec![token.clone()], "list");
     assert_eq!(page.next, None);
@@ -81,21 +72,12 @@ pub async fn update_replaces_what_it_may_and_keeps_the_rest(stores: &Stores) {
         ..original.clone()
     };
     assert_eq!(stored, expected);
-    assert_eq!(
-        stores.tokens.find_by_secret_hash(&original.secret_hash).await.unwrap(),
-        Some(expected)
-    );
+    assert_eq!(stores.tokens.find_by_secret_hash(&original.secret_hash).await.unwrap(), Some(expected));
 
-    assert!(
-        matches!(stores.tokens.update(&changed, 1).await, Err(UpdateError::Conflict)),
-        "stale version"
-    );
+    assert!(matches!(stores.tokens.update(&changed, 1).await, Err(UpdateError::Conflict)), "stale version");
     let mut missing = token(&original.owner, "ghost", at(0));
     missing.version = 2;
-    assert!(matches!(
-        stores.tokens.update(&missing, 1).await,
-        Err(UpdateError::NotFound)
-    ));
+    assert!(matches!(stores.tokens.update(&missing, 1).await, Err(UpdateError::NotFound)));
 }
 
 pub async fn names_are_unique_per_owner(stores: &Stores) {
@@ -104,35 +86,17 @@ pub async fn names_are_unique_per_owner(stores: &Stores) {
     let first = token(&ana, "prod", at(0));
     stores.tokens.insert(&first).await.unwrap();
     let again = token(&ana, "prod", at(1));
-    assert!(matches!(
-        stores.tokens.insert(&again).await,
-        Err(InsertError::NameTaken)
-    ));
+    assert!(matches!(stores.tokens.insert(&again).await, Err(InsertError::NameTaken)));
     stores.tokens.insert(&token(&bob, "prod", at(1))).await.unwrap();
 
     let second = token(&ana, "staging", at(2));
     stores.tokens.insert(&second).await.unwrap();
-    let renamed = Token {
-        name: TokenName::new("prod").unwrap(),
-        version: 2,
-        ..second.clone()
-    };
-    assert!(matches!(
-        stores.tokens.update(&renamed, 1).await,
-        Err(UpdateError::NameTaken)
-    ));
-    assert_eq!(
-        stores.tokens.get(&second.id).await.unwrap(),
-        second,
-        "a refused update changes nothing"
-    );
+    let renamed = Token { name: TokenName::new("prod").unwrap(), version: 2, ..second.clone() };
+    assert!(matches!(stores.tokens.update(&renamed, 1).await, Err(UpdateError::NameTaken)));
+    assert_eq!(stores.tokens.get(&second.id).await.unwrap(), second, "a refused update changes nothing");
 
     // Keeping one's own name is not taking it.
-    let same_name = Token {
-        updated_at: at(3),
-        version: 2,
-        ..second.clone()
-    };
+    let same_name = Token { updated_at: at(3), version: 2, ..second.clone() };
     stores.tokens.update(&same_name, 1).await.unwrap();
 
     // A deleted token's name is free again, and names are exact: case and
@@ -170,11 +134,7 @@ pub async fn concurrent_updates_of_one_version_let_exactly_one_win(stores: &Stor
     let mut tasks = Vec::new();
     for i in 0..16 {
         let tokens = stores.tokens.clone();
-        let update = Token {
-            name: TokenName::new(&format!("writer {i}")).unwrap(),
-            version: 2,
-            ..original.clone()
-        };
+        let update = Token { name: TokenName::new(&format!("writer {i}")).unwrap(), version: 2, ..original.clone() };
         tasks.push(tokio::spawn(async move { tokens.update(&update, 1).await.map(|()| i) }));
     }
     let mut winners = Vec::new();
@@ -187,36 +147,18 @@ pub async fn concurrent_updates_of_one_version_let_exactly_one_win(stores: &Stor
     }
     assert_eq!(winners.len(), 1, "exactly one update of version 1");
     let stored = stores.tokens.get(&original.id).await.unwrap();
-    assert_eq!(
-        (stored.version, stored.name.as_str()),
-        (2, format!("writer {}", winners[0]).as_str())
-    );
+    assert_eq!((stored.version, stored.name.as_str()), (2, format!("writer {}", winners[0]).as_str()));
 }
 
 pub async fn duplicate_ids_and_secrets_are_refused(stores: &Stores) {
     let owner = principal("acme", "ana");
     let original = token(&owner, "one", at(0));
     stores.tokens.insert(&original).await.unwrap();
-    let same_id = Token {
-        name: TokenName::new("two").unwrap(),
-        ..token(&owner, "two", at(1))
-    };
-    let same_id = Token {
-        id: original.id.clone(),
-        ..same_id
-    };
-    assert!(matches!(
-        stores.tokens.insert(&same_id).await,
-        Err(InsertError::Duplicate)
-    ));
-    let same_hash = Token {
-        secret_hash: original.secret_hash,
-        ..token(&owner, "three", at(1))
-    };
-    assert!(matches!(
-        stores.tokens.insert(&same_hash).await,
-        Err(InsertError::Duplicate)
-    ));
+    let same_id = Token { name: TokenName::new("two").unwrap(), ..token(&owner, "two", at(1)) };
+    let same_id = Token { id: original.id.clone(), ..same_id };
+    assert!(matches!(stores.tokens.insert(&same_id).await, Err(InsertError::Duplicate)));
+    let same_hash = Token { secret_hash: original.secret_hash, ..token(&owner, "three", at(1)) };
+    assert!(matches!(stores.tokens.insert(&same_hash).await, Err(InsertError::Duplicate)));
     assert_eq!(stores.tokens.count_owned(&owner).await.unwrap(), 1);
 }
 
@@ -227,15 +169,7 @@ pub async fn lookup_by_secret_hash(stores: &Stores) {
         stores.tokens.insert(t).await.unwrap();
     }
     for t in &tokens {
-        assert_eq!(
-            stores
-                .tokens
-                .find_by_secret_hash(&t.secret_hash)
-                .await
-                .unwrap()
-                .as_ref(),
-            Some(t)
-        );
+        assert_eq!(stores.tokens.find_by_secret_hash(&t.secret_hash).await.unwrap().as_ref(), Some(t));
     }
     let stranger = TokenValue::generate(&mut SysRng).unwrap();
     assert_eq!(stores.tokens.find_by_secret_hash(&stranger.hash()).await.unwrap(), None);
@@ -253,13 +187,7 @@ async fn page_through(stores: &Stores, owner: &latchkey_domain::Principal, limit
             Some(next) => {
                 assert_eq!(page.tokens.len(), limit, "only the last page may be short");
                 let last = page.tokens.last().unwrap();
-                assert_eq!(
-                    next,
-                    Cursor {
-                        created_at: last.created_at,
-                        id: last.id.clone()
-                    }
-                );
+                assert_eq!(next, Cursor { created_at: last.created_at, id: last.id.clone() });
                 seen.extend(page.tokens);
                 cursor = Some(next);
             }
@@ -288,11 +216,7 @@ pub async fn list_pages_newest_first_without_gaps_or_duplicates(stores: &Stores)
     for limit in [1, 5, 10, 23, 100] {
         assert_eq!(page_through(stores, &owner, limit).await, expected, "limit {limit}");
     }
-    let empty = stores
-        .tokens
-        .list(&principal("acme", "nobody"), None, 10)
-        .await
-        .unwrap();
+    let empty = stores.tokens.list(&principal("acme", "nobody"), None, 10).await.unwrap();
     assert!(empty.tokens.is_empty() && empty.next.is_none());
 }
 
@@ -314,10 +238,7 @@ pub async fn list_is_stable_while_tokens_are_inserted(stores: &Stores) {
     let writer_owner = owner.clone();
     let writer = tokio::spawn(async move {
         for i in 0..40 {
-            tokens
-                .insert(&token(&writer_owner, &format!("new {i}"), at(1_000 + i)))
-                .await
-                .unwrap();
+            tokens.insert(&token(&writer_owner, &format!("new {i}"), at(1_000 + i))).await.unwrap();
             tokio::task::yield_now().await;
         }
     });
@@ -335,18 +256,10 @@ pub async fn owners_never_see_each_others_tokens(stores: &Stores) {
     let ana = principal("acme", "ana");
     let bob = principal("acme", "bob");
     for i in 0..4 {
-        stores
-            .tokens
-            .insert(&token(&ana, &format!("a{i}"), at(i)))
-            .await
-            .unwrap();
+        stores.tokens.insert(&token(&ana, &format!("a{i}"), at(i))).await.unwrap();
     }
     for i in 0..2 {
-        stores
-            .tokens
-            .insert(&token(&bob, &format!("b{i}"), at(i)))
-            .await
-            .unwrap();
+        stores.tokens.insert(&token(&bob, &format!("b{i}"), at(i))).await.unwrap();
     }
     let bobs = stores.tokens.list(&bob, None, 100).await.unwrap();
     assert_eq!(bobs.tokens.len(), 2);
@@ -367,38 +280,16 @@ pub async fn deleted_tokens_are_gone_everywhere(stores: &Stores) {
     stores.tokens.insert(&kept).await.unwrap();
     stores.tokens.insert(&doomed).await.unwrap();
 
-    assert!(matches!(
-        stores.tokens.delete(&doomed.id, Some(7)).await,
-        Err(DeleteError::Conflict)
-    ));
-    assert_eq!(
-        stores.tokens.get(&doomed.id).await.unwrap(),
-        doomed,
-        "a refused delete changes nothing"
-    );
+    assert!(matches!(stores.tokens.delete(&doomed.id, Some(7)).await, Err(DeleteError::Conflict)));
+    assert_eq!(stores.tokens.get(&doomed.id).await.unwrap(), doomed, "a refused delete changes nothing");
 
     stores.tokens.delete(&doomed.id, Some(1)).await.unwrap();
     assert!(matches!(stores.tokens.get(&doomed.id).await, Err(GetError::NotFound)));
-    assert_eq!(
-        stores.tokens.find_by_secret_hash(&doomed.secret_hash).await.unwrap(),
-        None
-    );
-    assert_eq!(
-        stores.tokens.list(&owner, None, 10).await.unwrap().tokens,
-        vec![kept.clone()]
-    );
-    assert!(matches!(
-        stores.tokens.delete(&doomed.id, None).await,
-        Err(DeleteError::NotFound)
-    ));
-    let resurrect = Token {
-        version: 2,
-        ..doomed.clone()
-    };
-    assert!(matches!(
-        stores.tokens.update(&resurrect, 1).await,
-        Err(UpdateError::NotFound)
-    ));
+    assert_eq!(stores.tokens.find_by_secret_hash(&doomed.secret_hash).await.unwrap(), None);
+    assert_eq!(stores.tokens.list(&owner, None, 10).await.unwrap().tokens, vec![kept.clone()]);
+    assert!(matches!(stores.tokens.delete(&doomed.id, None).await, Err(DeleteError::NotFound)));
+    let resurrect = Token { version: 2, ..doomed.clone() };
+    assert!(matches!(stores.tokens.update(&resurrect, 1).await, Err(UpdateError::NotFound)));
     assert_eq!(stores.tokens.count_owned(&owner).await.unwrap(), 1);
 }
 
@@ -410,38 +301,16 @@ pub async fn last_use_only_moves_forward_and_is_not_a_change(stores: &Stores) {
     stores.tokens.insert(&idle).await.unwrap();
     let ghost = token(&owner, "never stored", at(0));
 
-    stores
-        .tokens
-        .record_last_use(&[(used.id.clone(), at(10)), (ghost.id.clone(), at(10))])
-        .await
-        .unwrap();
-    stores
-        .tokens
-        .record_last_use(&[(used.id.clone(), at(5))])
-        .await
-        .unwrap();
+    stores.tokens.record_last_use(&[(used.id.clone(), at(10)), (ghost.id.clone(), at(10))]).await.unwrap();
+    stores.tokens.record_last_use(&[(used.id.clone(), at(5))]).await.unwrap();
     stores.tokens.record_last_use(&[]).await.unwrap();
     let stored = stores.tokens.get(&used.id).await.unwrap();
-    assert_eq!(
-        stored,
-        Token {
-            last_used_at: Some(at(10)),
-            ..used.clone()
-        },
-        "version and updated_at untouched"
-    );
+    assert_eq!(stored, Token { last_used_at: Some(at(10)), ..used.clone() }, "version and updated_at untouched");
     assert_eq!(stores.tokens.get(&idle.id).await.unwrap().last_used_at, None);
-    assert!(
-        matches!(stores.tokens.get(&ghost.id).await, Err(GetError::NotFound)),
-        "no row appears"
-    );
+    assert!(matches!(stores.tokens.get(&ghost.id).await, Err(GetError::NotFound)), "no row appears");
 
     // An update after use keeps the use.
-    let renamed = Token {
-        name: TokenName::new("renamed").unwrap(),
-        version: 2,
-        ..used.clone()
-    };
+    let renamed = Token { name: TokenName::new("renamed").unwrap(), version: 2, ..used.clone() };
     stores.tokens.update(&renamed, 1).await.unwrap();
     assert_eq!(stores.tokens.get(&used.id).await.unwrap().last_used_at, Some(at(10)));
 }
@@ -449,16 +318,10 @@ pub async fn last_use_only_moves_forward_and_is_not_a_change(stores: &Stores) {
 pub async fn connections_belong_to_existing_orgs(stores: &Stores) {
     let acme = principal("acme", "ana");
     let dw = connection("carto_dw", Provider::CartoDw);
-    assert!(matches!(
-        stores.catalog.create_connection(&acme.org, &dw).await,
-        Err(CreateConnectionError::UnknownOrg)
-    ));
+    assert!(matches!(stores.catalog.create_connection(&acme.org, &dw).await, Err(CreateConnectionError::UnknownOrg)));
     assert!(stores.catalog.connections(&acme.org).await.unwrap().is_empty());
     org_with_connections(stores, &acme).await;
-    assert!(matches!(
-        stores.catalog.create_connection(&acme.org, &dw).await,
-        Err(CreateConnectionError::NameTaken)
-    ));
+    assert!(matches!(stores.catalog.create_connection(&acme.org, &dw).await, Err(CreateConnectionError::NameTaken)));
     let snow = connection("a_snowflake", Provider::Snowflake);
     stores.catalog.create_connection(&acme.org, &snow).await.unwrap();
     let names: Vec<(String, Provider)> = stores
@@ -488,21 +351,11 @@ pub async fn users_and_their_keys(stores: &Stores) {
     stores.users.create_user(&ana, &key.hash()).await.unwrap();
     assert!(stores.users.has_users().await.unwrap());
     assert!(stores.users.org_exists(&ana.org).await.unwrap());
-    assert_eq!(
-        stores.users.find_by_key_hash(&key.hash()).await.unwrap(),
-        Some(ana.clone())
-    );
+    assert_eq!(stores.users.find_by_key_hash(&key.hash()).await.unwrap(), Some(ana.clone()));
     let other = UserKey::generate(&mut SysRng).unwrap();
     assert_eq!(stores.users.find_by_key_hash(&other.hash()).await.unwrap(), None);
-    assert!(matches!(
-        stores.users.create_user(&ana, &other.hash()).await,
-        Err(CreateUserError::UserExists)
-    ));
-    assert_eq!(
-        stores.users.find_by_key_hash(&other.hash()).await.unwrap(),
-        None,
-        "the refused key is not stored"
-    );
+    assert!(matches!(stores.users.create_user(&ana, &other.hash()).await, Err(CreateUserError::UserExists)));
+    assert_eq!(stores.users.find_by_key_hash(&other.hash()).await.unwrap(), None, "the refused key is not stored");
     let bob = principal("acme", "bob");
     stores.users.create_user(&bob, &other.hash()).await.unwrap();
     assert_eq!(stores.users.find_by_key_hash(&other.hash()).await.unwrap(), Some(bob));
@@ -515,31 +368,15 @@ pub async fn the_org_boundary(stores: &Stores) {
     org_with_connections(stores, &acme_ana).await;
     org_with_connections(stores, &globex_ana).await;
     let only_acme = connection("acme_only", Provider::Bigquery);
-    stores
-        .catalog
-        .create_connection(&acme_ana.org, &only_acme)
-        .await
-        .unwrap();
-    let globex: HashSet<String> = stores
-        .catalog
-        .connections(&globex_ana.org)
-        .await
-        .unwrap()
-        .into_iter()
-        .map(|c| c.name.to_string())
-        .collect();
+    stores.catalog.create_connection(&acme_ana.org, &only_acme).await.unwrap();
+    let globex: HashSet<String> =
+        stores.catalog.connections(&globex_ana.org).await.unwrap().into_iter().map(|c| c.name.to_string()).collect();
     assert!(!globex.contains("acme_only"));
 
     let at_acme = token(&acme_ana, "prod", at(0));
     let at_globex = token(&globex_ana, "prod", at(0));
     stores.tokens.insert(&at_acme).await.unwrap();
     stores.tokens.insert(&at_globex).await.unwrap();
-    assert_eq!(
-        stores.tokens.list(&acme_ana, None, 10).await.unwrap().tokens,
-        vec![at_acme]
-    );
-    assert_eq!(
-        stores.tokens.list(&globex_ana, None, 10).await.unwrap().tokens,
-        vec![at_globex]
-    );
+    assert_eq!(stores.tokens.list(&acme_ana, None, 10).await.unwrap().tokens, vec![at_acme]);
+    assert_eq!(stores.tokens.list(&globex_ana, None, 10).await.unwrap().tokens, vec![at_globex]);
 }

@@ -10,25 +10,16 @@ use rand::rngs::SysRng;
 use crate::Stores;
 
 pub fn principal(org: &str, user: &str) -> Principal {
-    Principal {
-        org: OrgName::new(org).unwrap(),
-        user: UserName::new(user).unwrap(),
-    }
+    Principal { org: OrgName::new(org).unwrap(), user: UserName::new(user).unwrap() }
 }
 
 pub fn connection(name: &str, provider: Provider) -> Connection {
-    Connection {
-        name: ConnectionName::new(name).unwrap(),
-        provider,
-    }
+    Connection { name: ConnectionName::new(name).unwrap(), provider }
 }
 
 /// The connections every case's org has.
 pub fn connections() -> Vec<Connection> {
-    vec![
-        connection("carto_dw", Provider::CartoDw),
-        connection("pg", Provider::Postgres),
-    ]
+    vec![connection("carto_dw", Provider::CartoDw), connection("pg", Provider::Postgres)]
 }
 
 /// A base time with microseconds, so that truncation to milliseconds or
@@ -43,10 +34,7 @@ pub fn draft(apis: &[&str], grants: Vec<(&str, String)>, referers: Vec<String>) 
         allowed_apis: apis.iter().map(|a| (*a).to_owned()).collect(),
         grants: grants
             .into_iter()
-            .map(|(connection_name, source)| GrantDraft {
-                connection_name: connection_name.into(),
-                source,
-            })
+            .map(|(connection_name, source)| GrantDraft { connection_name: connection_name.into(), source })
             .collect(),
         referers,
         unknown_fields: vec![],

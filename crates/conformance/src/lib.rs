@@ -48,12 +48,7 @@ impl Stores {
     where
         S: TokenRepository + ConnectionCatalog + UserDirectory + 'static,
     {
-        Self {
-            tokens: store.clone(),
-            catalog: store.clone(),
-            users: store,
-            teardown: None,
-        }
+        Self { tokens: store.clone(), catalog: store.clone(), users: store, teardown: None }
     }
 
     /// Runs `teardown` after the case, whether it passed or not.

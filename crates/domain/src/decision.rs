@@ -66,10 +66,7 @@ impl DenyReason {
     /// works) rather than about what it was used for.
     #[must_use]
     pub const fn is_credential_failure(self) -> bool {
-        matches!(
-            self,
-            DenyReason::TokenMalformed | DenyReason::TokenUnknown | DenyReason::TokenExpired
-        )
+        matches!(self, DenyReason::TokenMalformed | DenyReason::TokenUnknown | DenyReason::TokenExpired)
     }
 }
 
@@ -114,10 +111,7 @@ impl FromStr for SourceType {
     type Err = UnknownSourceType;
 
     fn from_str(name: &str) -> Result<Self, Self::Err> {
-        SourceType::ALL
-            .into_iter()
-            .find(|t| t.as_str() == name)
-            .ok_or(UnknownSourceType)
+        SourceType::ALL.into_iter().find(|t| t.as_str() == name).ok_or(UnknownSourceType)
     }
 }
 
@@ -164,12 +158,7 @@ impl<'a> AccessRequest<'a> {
             Api::Lds => None,
             _ => Some(target.ok_or(MissingTarget(api))?),
         };
-        Ok(Self {
-            api,
-            target,
-            referer,
-            origin,
-        })
+        Ok(Self { api, target, referer, origin })
     }
 
     /// The API the request is for.
@@ -196,25 +185,17 @@ struct PreparedSource<'a> {
 
 impl<'a> PreparedSource<'a> {
     fn new(text: &'a str) -> Self {
-        Self {
-            text,
-            tables: Default::default(),
-            queries: Default::default(),
-        }
+        Self { text, tables: Default::default(), queries: Default::default() }
     }
 
     fn table(&mut self, provider: Provider) -> Option<&TableKey> {
         let text = self.text;
-        self.tables[provider.index()]
-            .get_or_insert_with(|| TableKey::parse(text, provider))
-            .as_ref()
+        self.tables[provider.index()].get_or_insert_with(|| TableKey::parse(text, provider)).as_ref()
     }
 
     fn query(&mut self, provider: Provider) -> Option<&CanonicalQuery> {
         let text = self.text;
-        self.queries[provider.index()]
-            .get_or_insert_with(|| CanonicalQuery::new(text, provider).ok())
-            .as_ref()
+        self.queries[provider.index()].get_or_insert_with(|| CanonicalQuery::new(text, provider).ok()).as_ref()
     }
 }
 
@@ -230,7 +211,11 @@ fn grant_allows(grant: &Grant, api: Api, source_type: SourceType, source: &mut P
         (Matcher::Pattern(pattern), Api::Maps, Table | Tileset) | (Matcher::Pattern(pattern), Api::Imports, Table) => {
             source.table(provider).is_some_and(|table| pattern.matches(table))
         }
-        (Matcher::Query(granted), Api::Sql | Api::Maps, Query) => source.query(provider) == Some(granted),
+        // The same text needs no parsing: clients usually send the query
+        // exactly as it was granted.
+        (Matcher::Query(granted), Api::Sql | Api::Maps, Query) => {
+            grant.source().text() == source.text.trim() || source.query(provider) == Some(granted)
+        }
         _ => false,
     }
 }
@@ -257,11 +242,8 @@ pub fn decide(policy: &Policy, request: &AccessRequest<'_>, now: Timestamp) -> R
     let Some(target) = request.target else {
         return Ok(());
     };
-    let mut on_connection = policy
-        .grants()
-        .iter()
-        .filter(|grant| grant.connection().as_str() == target.connection)
-        .peekable();
+    let mut on_connection =
+        policy.grants().iter().filter(|grant| grant.connection().as_str() == target.connection).peekable();
     if on_connection.peek().is_none() {
         return Err(DenyReason::ConnectionNotGranted);
     }

@@ -40,11 +40,7 @@ impl Grant {
     /// [`SourceError`] when the source breaks V6.
     pub fn new(connection: ConnectionName, provider: Provider, source: &str) -> Result<Self, SourceError> {
         let source = Source::new(source, provider)?;
-        Ok(Self {
-            connection,
-            provider,
-            source,
-        })
+        Ok(Self { connection, provider, source })
     }
 
     /// The connection the source is reached through.
@@ -100,9 +96,6 @@ mod tests {
         let grant = Grant::new(conn.clone(), Provider::CartoDw, "p.d.t").unwrap();
         assert_eq!(grant.source().kind(), SourceKind::Table);
         assert!(grant.serves(Api::Maps) && !grant.serves(Api::Sql));
-        assert_eq!(
-            Grant::new(conn, Provider::CartoDw, "p.*"),
-            Err(SourceError::PatternTooBroad)
-        );
+        assert_eq!(Grant::new(conn, Provider::CartoDw, "p.*"), Err(SourceError::PatternTooBroad));
     }
 }

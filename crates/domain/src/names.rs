@@ -26,9 +26,7 @@ fn check_slug(raw: &str, max: usize) -> Result<(), NameError> {
         return Err(NameError::TooLong { max });
     }
     if !raw.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-') {
-        return Err(NameError::InvalidCharacter {
-            allowed: "letters, digits, '_' and '-'",
-        });
+        return Err(NameError::InvalidCharacter { allowed: "letters, digits, '_' and '-'" });
     }
     Ok(())
 }
@@ -174,9 +172,7 @@ impl TokenId {
             return Err(NameError::Empty);
         }
         if raw.len() != Self::LEN || !raw.bytes().all(base62::is_base62) {
-            return Err(NameError::InvalidCharacter {
-                allowed: "exactly 12 letters and digits",
-            });
+            return Err(NameError::InvalidCharacter { allowed: "exactly 12 letters and digits" });
         }
         Ok(Self(raw.to_owned()))
     }
@@ -209,9 +205,7 @@ impl TokenName {
             return Err(NameError::TooLong { max: Self::MAX_CHARS });
         }
         if trimmed.chars().any(char::is_control) {
-            return Err(NameError::InvalidCharacter {
-                allowed: "no control characters",
-            });
+            return Err(NameError::InvalidCharacter { allowed: "no control characters" });
         }
         Ok(Self(trimmed.to_owned()))
     }
@@ -245,10 +239,7 @@ mod tests {
             assert_eq!(OrgName::new(raw).is_ok(), *ok, "org {raw:?}");
         }
         assert!(ConnectionName::new(&"a".repeat(64)).is_ok());
-        assert_eq!(
-            ConnectionName::new(&"a".repeat(65)),
-            Err(NameError::TooLong { max: 64 })
-        );
+        assert_eq!(ConnectionName::new(&"a".repeat(65)), Err(NameError::TooLong { max: 64 }));
     }
 
     #[test]
@@ -270,14 +261,8 @@ mod tests {
         assert_eq!(TokenName::new(""), Err(NameError::Empty));
         assert!(TokenName::new(&"ü".repeat(128)).is_ok(), "128 characters, 256 bytes");
         assert_eq!(TokenName::new(&"x".repeat(129)), Err(NameError::TooLong { max: 128 }));
-        assert!(matches!(
-            TokenName::new("bell\u{7}"),
-            Err(NameError::InvalidCharacter { .. })
-        ));
-        assert!(matches!(
-            TokenName::new("a\u{9b}b"),
-            Err(NameError::InvalidCharacter { .. })
-        ));
+        assert!(matches!(TokenName::new("bell\u{7}"), Err(NameError::InvalidCharacter { .. })));
+        assert!(matches!(TokenName::new("a\u{9b}b"), Err(NameError::InvalidCharacter { .. })));
         assert!(TokenName::new("地図トークン 🗺").is_ok());
     }
 

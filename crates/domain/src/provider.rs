@@ -102,10 +102,7 @@ impl FromStr for Provider {
     type Err = UnknownProvider;
 
     fn from_str(name: &str) -> Result<Self, Self::Err> {
-        Provider::ALL
-            .into_iter()
-            .find(|p| p.as_str() == name)
-            .ok_or(UnknownProvider)
+        Provider::ALL.into_iter().find(|p| p.as_str() == name).ok_or(UnknownProvider)
     }
 }
 

@@ -155,11 +155,7 @@ fn parse_path(path: &str) -> Result<PathPattern, RefererError> {
     }
     let normalized = normalize_path(path)?;
     let trimmed = normalized.trim_end_matches('/');
-    Ok(if trimmed.is_empty() {
-        PathPattern::Any
-    } else {
-        PathPattern::Segments(trimmed.to_owned())
-    })
+    Ok(if trimmed.is_empty() { PathPattern::Any } else { PathPattern::Segments(trimmed.to_owned()) })
 }
 
 impl RefererPattern {
@@ -262,10 +258,9 @@ impl RefererPattern {
             && match &self.path {
                 PathPattern::Any => true,
                 PathPattern::Prefix(prefix) => url.path().starts_with(prefix.as_str()),
-                PathPattern::Segments(base) => url
-                    .path()
-                    .strip_prefix(base.as_str())
-                    .is_some_and(|rest| rest.is_empty() || rest.starts_with('/')),
+                PathPattern::Segments(base) => {
+                    url.path().strip_prefix(base.as_str()).is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
+                }
             }
     }
 }
@@ -316,15 +311,9 @@ pub(crate) fn check(
     if patterns.is_empty() {
         return Ok(());
     }
-    let header = present(referer)
-        .or_else(|| present(origin))
-        .ok_or(RefererDenial::Missing)?;
+    let header = present(referer).or_else(|| present(origin)).ok_or(RefererDenial::Missing)?;
     let url = Url::parse(header).map_err(|_| RefererDenial::NotAllowed)?;
-    if patterns.iter().any(|p| p.matches(&url)) {
-        Ok(())
-    } else {
-        Err(RefererDenial::NotAllowed)
-    }
+    if patterns.iter().any(|p| p.matches(&url)) { Ok(()) } else { Err(RefererDenial::NotAllowed) }
 }
 
 #[cfg(test)]
@@ -332,9 +321,7 @@ mod tests {
     use super::*;
 
     fn allows(pattern: &str, url: &str) -> bool {
-        RefererPattern::parse(pattern)
-            .unwrap()
-            .matches(&Url::parse(url).unwrap())
+        RefererPattern::parse(pattern).unwrap().matches(&Url::parse(url).unwrap())
     }
 
     #[test]
@@ -434,11 +421,7 @@ mod tests {
         assert_eq!(check(&[], None, None), Ok(()), "no patterns: any request");
         assert_eq!(check(&patterns, Some("https://good.com/page"), None), Ok(()));
         assert_eq!(check(&patterns, None, Some("https://good.com")), Ok(()));
-        assert_eq!(
-            check(&patterns, Some(""), Some("https://good.com")),
-            Ok(()),
-            "empty Referer is absent"
-        );
+        assert_eq!(check(&patterns, Some(""), Some("https://good.com")), Ok(()), "empty Referer is absent");
         assert_eq!(check(&patterns, None, None), Err(RefererDenial::Missing));
         assert_eq!(check(&patterns, Some("  "), None), Err(RefererDenial::Missing));
         assert_eq!(
@@ -446,14 +429,8 @@ mod tests {
             Err(RefererDenial::NotAllowed)
         );
         assert_eq!(check(&patterns, None, Some("null")), Err(RefererDenial::NotAllowed));
-        assert_eq!(
-            check(&patterns, Some("not a url"), None),
-            Err(RefererDenial::NotAllowed)
-        );
-        assert_eq!(
-            check(&patterns, Some("/relative/path"), None),
-            Err(RefererDenial::NotAllowed)
-        );
+        assert_eq!(check(&patterns, Some("not a url"), None), Err(RefererDenial::NotAllowed));
+        assert_eq!(check(&patterns, Some("/relative/path"), None), Err(RefererDenial::NotAllowed));
     }
 
     #[test]

@@ -83,10 +83,7 @@ impl<K: SecretKind> Secret<K> {
         text.push_str(&base62::random(rng, RANDOM_LEN)?);
         let sum = checksum(&text);
         text.push_str(&sum);
-        Ok(Self {
-            text,
-            kind: PhantomData,
-        })
+        Ok(Self { text, kind: PhantomData })
     }
 
     /// Whether `text` starts like a secret of this kind (no other check).
@@ -109,10 +106,7 @@ impl<K: SecretKind> Secret<K> {
         if !body[K::PREFIX.len()..].bytes().all(base62::is_base62) || checksum(body) != sum {
             return Err(MalformedSecret);
         }
-        Ok(Self {
-            text: text.to_owned(),
-            kind: PhantomData,
-        })
+        Ok(Self { text: text.to_owned(), kind: PhantomData })
     }
 
     /// The secret itself. Named so that every place that reveals a secret is

@@ -101,11 +101,7 @@ fn lex_dotted(text: &str) -> Option<Vec<Segment>> {
             .split('.')
             .map(|part| {
                 let ok = !part.is_empty() && !part.chars().any(char::is_control);
-                ok.then(|| Segment {
-                    text: part.to_owned(),
-                    quoted: true,
-                    wild: true,
-                })
+                ok.then(|| Segment { text: part.to_owned(), quoted: true, wild: true })
             })
             .collect();
     }
@@ -127,11 +123,7 @@ fn lex_dotted(text: &str) -> Option<Vec<Segment>> {
                         c => name.push(c),
                     }
                 }
-                Segment {
-                    text: name,
-                    quoted: true,
-                    wild: false,
-                }
+                Segment { text: name, quoted: true, wild: false }
             }
             '`' => {
                 let mut name = String::new();
@@ -142,11 +134,7 @@ fn lex_dotted(text: &str) -> Option<Vec<Segment>> {
                         c => name.push(c),
                     }
                 }
-                Segment {
-                    text: name,
-                    quoted: true,
-                    wild: false,
-                }
+                Segment { text: name, quoted: true, wild: false }
             }
             c if is_unquoted_char(c) || c == '*' => {
                 let mut name = String::from(c);
@@ -158,11 +146,7 @@ fn lex_dotted(text: &str) -> Option<Vec<Segment>> {
                         break;
                     }
                 }
-                Segment {
-                    text: name,
-                    quoted: false,
-                    wild: true,
-                }
+                Segment { text: name, quoted: false, wild: true }
             }
             _ => return None,
         };
@@ -180,11 +164,7 @@ fn lex_dotted(text: &str) -> Option<Vec<Segment>> {
 
 /// Folds a segment for comparison under `provider`.
 fn fold(segment: &Segment, provider: Provider) -> String {
-    if segment.quoted {
-        segment.text.clone()
-    } else {
-        provider.fold_unquoted(&segment.text).into_owned()
-    }
+    if segment.quoted { segment.text.clone() } else { provider.fold_unquoted(&segment.text).into_owned() }
 }
 
 /// A table or tileset name folded for comparison under one provider.
@@ -263,13 +243,22 @@ impl CanonicalQuery {
             },
             Ok(Err(_)) | Err(_) => {
                 let text = normalize_text(sql);
-                if text.is_empty() {
-                    Err(QueryError::Empty)
-                } else {
-                    Ok(Self::Text(text))
-                }
+                if text.is_empty() { Err(QueryError::Empty) } else { Ok(Self::Text(text)) }
             }
         }
+    }
+}
+
+/// The canonical form a query is compared by under `provider`'s dialect:
+/// the statement as `sqlparser` prints it back, or, for a statement the
+/// dialect cannot parse, the normalised text prefixed with `text:`. `None`
+/// for an empty source or several statements. For tools and benchmarks
+/// that need the comparison key itself.
+#[must_use]
+pub fn canonical_form(sql: &str, provider: Provider) -> Option<String> {
+    match CanonicalQuery::new(sql, provider).ok()? {
+        CanonicalQuery::Parsed(text) => Some(text),
+        CanonicalQuery::Text(text) => Some(format!("text:{text}")),
     }
 }
 
@@ -382,23 +371,14 @@ fn classify(raw: &str) -> Result<(&str, Shape), SourceError> {
     };
     let starred = |s: &Segment| s.wild && s.text.contains('*');
     if !segments.iter().any(starred) {
-        return Ok((
-            text,
-            if segments.len() <= MAX_SEGMENTS {
-                Shape::Table(segments)
-            } else {
-                Shape::Query
-            },
-        ));
+        return Ok((text, if segments.len() <= MAX_SEGMENTS { Shape::Table(segments) } else { Shape::Query }));
     }
     let Some(mut last) = segments.pop() else {
         return Ok((text, Shape::Query));
     };
     let stem_len = last.text.len() - 1;
     if segments.iter().any(starred) || last.text.find('*') != Some(stem_len) {
-        return Err(SourceError::InvalidPattern(
-            "a pattern may have a single `*`, at the end of its last segment",
-        ));
+        return Err(SourceError::InvalidPattern("a pattern may have a single `*`, at the end of its last segment"));
     }
     if segments.len() < 2 {
         return Err(SourceError::PatternTooBroad);
@@ -407,13 +387,7 @@ fn classify(raw: &str) -> Result<(&str, Shape), SourceError> {
         return Err(SourceError::InvalidPattern("a pattern may have at most four segments"));
     }
     last.text.truncate(stem_len);
-    Ok((
-        text,
-        Shape::Pattern {
-            prefix: segments,
-            stem: last,
-        },
-    ))
+    Ok((text, Shape::Pattern { prefix: segments, stem: last }))
 }
 
 impl Source {
@@ -450,10 +424,7 @@ impl Source {
                 QueryError::MultipleStatements => SourceError::MultipleStatements,
             })?),
         };
-        Ok(Self {
-            text: text.to_owned(),
-            matcher,
-        })
+        Ok(Self { text: text.to_owned(), matcher })
     }
 
     /// The source as written (trimmed).
@@ -543,18 +514,9 @@ mod tests {
         assert_eq!(at_limit.len(), MAX_SOURCE_BYTES);
         assert_eq!(Source::classify(&at_limit), Ok(SourceKind::Query));
         let over = format!("{at_limit} ");
-        assert_eq!(
-            Source::classify(&over),
-            Ok(SourceKind::Query),
-            "trailing space is trimmed"
-        );
+        assert_eq!(Source::classify(&over), Ok(SourceKind::Query), "trailing space is trimmed");
         let over = format!("SELECT '{}'", "x".repeat(MAX_SOURCE_BYTES - 8));
-        assert_eq!(
-            Source::classify(&over),
-            Err(SourceError::TooLong {
-                len: MAX_SOURCE_BYTES + 1
-            })
-        );
+        assert_eq!(Source::classify(&over), Err(SourceError::TooLong { len: MAX_SOURCE_BYTES + 1 }));
     }
 
     fn table_matches(grant: &str, request: &str, provider: Provider) -> bool {
@@ -589,12 +551,7 @@ mod tests {
             ("p.d.Table", "p.d.Table", Bigquery, true),
             ("my-project.dataset.table", "`my-project.dataset.table`", Bigquery, true),
             ("`my-project.dataset.table`", "my-project.dataset.table", CartoDw, true),
-            (
-                "`my-project`.dataset.`table`",
-                "my-project.dataset.table",
-                CartoDw,
-                true,
-            ),
+            ("`my-project`.dataset.`table`", "my-project.dataset.table", CartoDw, true),
             ("c.s.T", "c.s.t", Databricks, false),
             // A different number of segments is a different table.
             ("dataset.table", "project.dataset.table", Bigquery, false),
@@ -602,11 +559,7 @@ mod tests {
             ("p.d.t", "p.d.*", Bigquery, false),
         ];
         for (grant, request, provider, expected) in cases {
-            assert_eq!(
-                table_matches(grant, request, *provider),
-                *expected,
-                "{grant} vs {request} on {provider}"
-            );
+            assert_eq!(table_matches(grant, request, *provider), *expected, "{grant} vs {request} on {provider}");
         }
     }
 
@@ -625,11 +578,7 @@ mod tests {
             ("db.Public.geo_*", "db.public.GEO_lines", Postgres, true),
         ];
         for (grant, request, provider, expected) in cases {
-            assert_eq!(
-                table_matches(grant, request, *provider),
-                *expected,
-                "{grant} vs {request} on {provider}"
-            );
+            assert_eq!(table_matches(grant, request, *provider), *expected, "{grant} vs {request} on {provider}");
         }
     }
 
@@ -640,31 +589,11 @@ mod tests {
     #[test]
     fn queries_compare_by_canonical_form() {
         let same: &[(&str, &str, Provider)] = &[
-            (
-                "SELECT a FROM t WHERE x = 1",
-                "select  a\n from t -- why\n where x=1",
-                Postgres,
-            ),
-            (
-                "SELECT * FROM `p.d.t` WHERE id = @id",
-                "/* c */ select *\nFROM `p.d.t` where id=@id;",
-                Bigquery,
-            ),
-            (
-                "SELECT * FROM t WHERE a = $1",
-                "SELECT *   FROM t WHERE a = $1",
-                Postgres,
-            ),
-            (
-                "SELECT * FROM t WHERE a = :a",
-                "select * from t where a = :a",
-                Snowflake,
-            ),
-            (
-                "SELECT * FROM t WHERE a = ?",
-                "select * from t\twhere a = ?",
-                Databricks,
-            ),
+            ("SELECT a FROM t WHERE x = 1", "select  a\n from t -- why\n where x=1", Postgres),
+            ("SELECT * FROM `p.d.t` WHERE id = @id", "/* c */ select *\nFROM `p.d.t` where id=@id;", Bigquery),
+            ("SELECT * FROM t WHERE a = $1", "SELECT *   FROM t WHERE a = $1", Postgres),
+            ("SELECT * FROM t WHERE a = :a", "select * from t where a = :a", Snowflake),
+            ("SELECT * FROM t WHERE a = ?", "select * from t\twhere a = ?", Databricks),
         ];
         for (a, b, provider) in same {
             assert_eq!(canonical(a, *provider), canonical(b, *provider), "{a:?} vs {b:?}");
@@ -672,44 +601,23 @@ mod tests {
         let different: &[(&str, &str, Provider)] = &[
             ("SELECT a FROM t", "SELECT b FROM t", Postgres),
             ("SELECT a FROM t WHERE x = 1", "SELECT a FROM t WHERE x = 2", Postgres),
-            (
-                "SELECT a FROM t WHERE x = 'a'",
-                "SELECT a FROM t WHERE x = 'A'",
-                Postgres,
-            ),
-            (
-                "SELECT * FROM t WHERE id = @id",
-                "SELECT * FROM t WHERE id = @other",
-                Bigquery,
-            ),
+            ("SELECT a FROM t WHERE x = 'a'", "SELECT a FROM t WHERE x = 'A'", Postgres),
+            ("SELECT * FROM t WHERE id = @id", "SELECT * FROM t WHERE id = @other", Bigquery),
             ("SELECT * FROM t WHERE a = $1", "SELECT * FROM t WHERE a = $2", Postgres),
             ("SELECT * FROM t", "SELECT * FROM t WHERE true", Postgres),
             ("SELECT * FROM t", "SELECT * FROM t; DROP TABLE t", Postgres),
         ];
         for (a, b, provider) in different {
-            assert_ne!(
-                CanonicalQuery::new(a, *provider),
-                CanonicalQuery::new(b, *provider),
-                "{a:?} vs {b:?}"
-            );
+            assert_ne!(CanonicalQuery::new(a, *provider), CanonicalQuery::new(b, *provider), "{a:?} vs {b:?}");
         }
     }
 
     #[test]
     fn unparseable_queries_fall_back_to_normalised_text() {
         let odd = "FROBNICATE the   widgets -- trailing\n  /* note */ NOW";
-        assert_eq!(
-            canonical(odd, Postgres),
-            CanonicalQuery::Text("FROBNICATE the widgets NOW".into())
-        );
-        assert_eq!(
-            canonical(odd, Postgres),
-            canonical("FROBNICATE the widgets NOW", Postgres)
-        );
-        assert_ne!(
-            canonical(odd, Postgres),
-            canonical("frobnicate the widgets now", Postgres)
-        );
+        assert_eq!(canonical(odd, Postgres), CanonicalQuery::Text("FROBNICATE the widgets NOW".into()));
+        assert_eq!(canonical(odd, Postgres), canonical("FROBNICATE the widgets NOW", Postgres));
+        assert_ne!(canonical(odd, Postgres), canonical("frobnicate the widgets now", Postgres));
         let source = Source::new(odd, Postgres).unwrap();
         assert_eq!(source.kind(), SourceKind::Query);
         assert_eq!(source.query_parsed(), Some(false));
@@ -720,10 +628,7 @@ mod tests {
         let cases = [
             ("a  \n b", "a b"),
             ("  a  ", "a"),
-            (
-                "x = 'two  spaces -- not a comment'",
-                "x = 'two  spaces -- not a comment'",
-            ),
+            ("x = 'two  spaces -- not a comment'", "x = 'two  spaces -- not a comment'"),
             ("\"odd  name\"  /* c */ y", "\"odd  name\" y"),
             ("a/**/b", "a b"),
             ("a -- c", "a"),
@@ -738,10 +643,7 @@ mod tests {
 
     #[test]
     fn queries_must_be_one_statement() {
-        assert_eq!(
-            Source::new("SELECT 1; SELECT 2", Postgres),
-            Err(SourceError::MultipleStatements)
-        );
+        assert_eq!(Source::new("SELECT 1; SELECT 2", Postgres), Err(SourceError::MultipleStatements));
         assert_eq!(Source::new("-- only a comment", Postgres), Err(SourceError::Empty));
         assert!(Source::new("SELECT 1;", Postgres).is_ok());
     }

@@ -35,9 +35,7 @@ impl Timestamp {
             return Err(TimestampError::OutOfRange);
         }
         let nanos = utc.nanosecond();
-        let truncated = utc
-            .replace_nanosecond(nanos - nanos % 1_000)
-            .map_err(|_| TimestampError::OutOfRange)?;
+        let truncated = utc.replace_nanosecond(nanos - nanos % 1_000).map_err(|_| TimestampError::OutOfRange)?;
         Ok(Self(truncated))
     }
 
@@ -127,13 +125,7 @@ mod tests {
 
     #[test]
     fn rejects_what_is_not_rfc3339() {
-        for text in [
-            "",
-            "2026-11-27",
-            "tomorrow",
-            "2026-11-27 10:00:00",
-            "2026-13-01T00:00:00Z",
-        ] {
+        for text in ["", "2026-11-27", "tomorrow", "2026-11-27 10:00:00", "2026-13-01T00:00:00Z"] {
             assert_eq!(Timestamp::parse_rfc3339(text), Err(TimestampError::Format), "{text}");
         }
     }
@@ -141,15 +133,9 @@ mod tests {
     #[test]
     fn clock_readings_clamp_into_range() {
         let ancient = OffsetDateTime::from_unix_timestamp(-70_000_000_000).unwrap();
-        assert_eq!(
-            Timestamp::saturating_from_datetime(ancient).to_rfc3339(),
-            "0001-01-01T00:00:00Z"
-        );
+        assert_eq!(Timestamp::saturating_from_datetime(ancient).to_rfc3339(), "0001-01-01T00:00:00Z");
         let now = OffsetDateTime::now_utc();
-        assert_eq!(
-            Timestamp::saturating_from_datetime(now),
-            Timestamp::from_datetime(now).unwrap()
-        );
+        assert_eq!(Timestamp::saturating_from_datetime(now), Timestamp::from_datetime(now).unwrap());
     }
 
     #[test]

@@ -66,12 +66,7 @@ pub(crate) fn fold_duplicates<T: Eq + Hash>(items: Vec<T>) -> (Vec<T>, Vec<usize
         let mut seen = HashSet::with_capacity(items.len());
         items.iter().map(|item| seen.insert(item)).collect()
     };
-    items
-        .into_iter()
-        .zip(keep)
-        .enumerate()
-        .filter_map(|(index, (item, kept))| kept.then_some((item, index)))
-        .unzip()
+    items.into_iter().zip(keep).enumerate().filter_map(|(index, (item, kept))| kept.then_some((item, index))).unzip()
 }
 
 impl Policy {
@@ -105,16 +100,7 @@ impl Policy {
         if referers.len() > MAX_REFERERS {
             errors.push(PolicyError::TooManyReferers(referers.len()));
         }
-        if errors.is_empty() {
-            Ok(Self {
-                apis,
-                grants,
-                referers,
-                expiration,
-            })
-        } else {
-            Err(errors)
-        }
+        if errors.is_empty() { Ok(Self { apis, grants, referers, expiration }) } else { Err(errors) }
     }
 
     /// The APIs the token may call.

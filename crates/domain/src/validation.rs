@@ -122,11 +122,7 @@ pub struct FieldIssue {
 
 impl FieldIssue {
     fn new(field: impl Into<String>, code: IssueCode, message: impl Into<String>) -> Self {
-        Self {
-            field: field.into(),
-            code,
-            message: message.into(),
-        }
+        Self { field: field.into(), code, message: message.into() }
     }
 }
 
@@ -212,21 +208,13 @@ fn grant_hint(api: Api) -> &'static str {
 }
 
 fn served_apis(kind: SourceKind) -> String {
-    let names: Vec<&str> = Api::ALL
-        .into_iter()
-        .filter(|api| kind_serves(kind, *api))
-        .map(Api::as_str)
-        .collect();
+    let names: Vec<&str> = Api::ALL.into_iter().filter(|api| kind_serves(kind, *api)).map(Api::as_str).collect();
     names.join(", ")
 }
 
 fn check_apis(raw: &[String], issues: &mut Vec<FieldIssue>) -> Option<AllowedApis> {
     if raw.is_empty() {
-        issues.push(FieldIssue::new(
-            "allowed_apis",
-            IssueCode::Required,
-            "choose at least one API",
-        ));
+        issues.push(FieldIssue::new("allowed_apis", IssueCode::Required, "choose at least one API"));
         return None;
     }
     let mut set = ApiSet::empty();
@@ -279,10 +267,7 @@ fn check_grant(
             issues.push(FieldIssue::new(
                 format!("grants[{index}].connection_name"),
                 IssueCode::ConnectionUnknown,
-                format!(
-                    "there is no connection named {:?} in your organization",
-                    draft.connection_name
-                ),
+                format!("there is no connection named {:?} in your organization", draft.connection_name),
             ));
             // Without a provider the source cannot be bound, but the checks
             // that hold for every provider can still be reported now.
@@ -345,13 +330,8 @@ pub fn validate(
 
     // Identical grants fold before counting, so that a client resending a
     // list with repeats is not refused for their number.
-    let (unique_grants, grant_index) = fold_duplicates(
-        draft
-            .grants
-            .iter()
-            .map(|g| (g.connection_name.as_str(), g.source.trim()))
-            .collect(),
-    );
+    let (unique_grants, grant_index) =
+        fold_duplicates(draft.grants.iter().map(|g| (g.connection_name.as_str(), g.source.trim())).collect());
     if unique_grants.len() > MAX_GRANTS {
         issues.push(FieldIssue::new(
             "grants",
@@ -359,10 +339,8 @@ pub fn validate(
             format!("{} grants; at most {MAX_GRANTS} are allowed", unique_grants.len()),
         ));
     }
-    let grants: Vec<Option<Grant>> = grant_index
-        .iter()
-        .map(|&i| check_grant(i, &draft.grants[i], connections, &mut issues))
-        .collect();
+    let grants: Vec<Option<Grant>> =
+        grant_index.iter().map(|&i| check_grant(i, &draft.grants[i], connections, &mut issues)).collect();
 
     let (unique_referers, referer_index) = fold_duplicates(draft.referers.iter().map(|r| r.trim()).collect());
     if unique_referers.len() > MAX_REFERERS {

@@ -49,11 +49,7 @@ fn ok_request() -> Case {
 }
 
 fn run(policy: &latchkey_domain::Policy, case: &Case) {
-    let target = case.target.map(|(connection, source_type, source)| Target {
-        connection,
-        source_type,
-        source,
-    });
+    let target = case.target.map(|(connection, source_type, source)| Target { connection, source_type, source });
     let request = AccessRequest::new(case.api, target, case.referer, case.origin).unwrap();
     assert_eq!(decide(policy, &request, case.at), case.expected, "{}", case.what);
 }
@@ -63,27 +59,14 @@ fn each_denial_reason() {
     let policy = restricted();
     let later = |minutes| now().checked_add(Duration::minutes(minutes)).unwrap();
     let cases = [
-        Case {
-            what: "allowed",
-            ..ok_request()
-        },
-        Case {
-            what: "expired at the instant",
-            at: later(60),
-            expected: Err(DenyReason::TokenExpired),
-            ..ok_request()
-        },
+        Case { what: "allowed", ..ok_request() },
+        Case { what: "expired at the instant", at: later(60), expected: Err(DenyReason::TokenExpired), ..ok_request() },
         Case {
             what: "one microsecond before",
             at: later(60).checked_add(Duration::microseconds(-1)).unwrap(),
             ..ok_request()
         },
-        Case {
-            what: "api",
-            api: Api::Imports,
-            expected: Err(DenyReason::ApiNotAllowed),
-            ..ok_request()
-        },
+        Case { what: "api", api: Api::Imports, expected: Err(DenyReason::ApiNotAllowed), ..ok_request() },
         Case {
             what: "lds not allowed",
             api: Api::Lds,
@@ -91,18 +74,8 @@ fn each_denial_reason() {
             expected: Err(DenyReason::ApiNotAllowed),
             ..ok_request()
         },
-        Case {
-            what: "no referer",
-            referer: None,
-            expected: Err(DenyReason::RefererMissing),
-            ..ok_request()
-        },
-        Case {
-            what: "origin instead",
-            referer: None,
-            origin: Some("https://app.example.com"),
-            ..ok_request()
-        },
+        Case { what: "no referer", referer: None, expected: Err(DenyReason::RefererMissing), ..ok_request() },
+        Case { what: "origin instead", referer: None, origin: Some("https://app.example.com"), ..ok_request() },
         Case {
             what: "other site",
             referer: Some("https://app.example.com.evil.net/"),
@@ -121,11 +94,7 @@ fn each_denial_reason() {
             expected: Err(DenyReason::SourceNotGranted),
             ..ok_request()
         },
-        Case {
-            what: "pattern",
-            target: Some(("carto_dw", SourceType::Tileset, "p.d.geo_lines")),
-            ..ok_request()
-        },
+        Case { what: "pattern", target: Some(("carto_dw", SourceType::Tileset, "p.d.geo_lines")), ..ok_request() },
         Case {
             what: "query, reformatted",
             api: Api::Sql,
@@ -139,11 +108,7 @@ fn each_denial_reason() {
         Case {
             what: "query, another parameter",
             api: Api::Sql,
-            target: Some((
-                "carto_dw",
-                SourceType::Query,
-                "SELECT name, geom FROM `p.d.cities` WHERE pop > @max_pop",
-            )),
+            target: Some(("carto_dw", SourceType::Query, "SELECT name, geom FROM `p.d.cities` WHERE pop > @max_pop")),
             expected: Err(DenyReason::SourceNotGranted),
             ..ok_request()
         },
@@ -221,19 +186,12 @@ fn reason_codes_are_stable() {
 #[test]
 fn lds_needs_no_grant_and_ignores_the_target() {
     let policy = policy(&["lds"], vec![], &[], None);
-    let anything = Target {
-        connection: "nowhere",
-        source_type: SourceType::Query,
-        source: "DROP TABLE t",
-    };
+    let anything = Target { connection: "nowhere", source_type: SourceType::Query, source: "DROP TABLE t" };
     for target in [None, Some(anything)] {
         let request = AccessRequest::new(Api::Lds, target, None, None).unwrap();
         assert_eq!(decide(&policy, &request, now()), Ok(()));
     }
-    assert!(
-        AccessRequest::new(Api::Maps, None, None, None).is_err(),
-        "maps needs a target"
-    );
+    assert!(AccessRequest::new(Api::Maps, None, None, None).is_err(), "maps needs a target");
 }
 
 /// SPEC §3 through the decision: each kind of grant, each API it may be
@@ -241,14 +199,7 @@ fn lds_needs_no_grant_and_ignores_the_target() {
 #[test]
 fn grant_kinds_serve_apis_as_specified() {
     use SourceType::*;
-    let read = |source: &str| {
-        policy(
-            &["sql", "maps"],
-            vec![grant("bq", source), grant("bq", "SELECT 1")],
-            &[],
-            None,
-        )
-    };
+    let read = |source: &str| policy(&["sql", "maps"], vec![grant("bq", source), grant("bq", "SELECT 1")], &[], None);
     let write = |source: &str| policy(&["imports"], vec![grant("bq", source)], &[], None);
     // (policy, api, source type, requested source, allowed?)
     let cases: Vec<(latchkey_domain::Policy, Api, SourceType, &str, bool)> = vec![
@@ -276,23 +227,10 @@ fn grant_kinds_serve_apis_as_specified() {
         (read("SELECT 1"), Api::Maps, Table, "SELECT 1", false),
     ];
     for (policy, api, source_type, source, allowed) in cases {
-        let target = Target {
-            connection: "bq",
-            source_type,
-            source,
-        };
+        let target = Target { connection: "bq", source_type, source };
         let request = AccessRequest::new(api, Some(target), None, None).unwrap();
         let got = decide(&policy, &request, now());
-        let expected = if allowed {
-            Ok(())
-        } else {
-            Err(DenyReason::SourceNotGranted)
-        };
-        assert_eq!(
-            got,
-            expected,
-            "{api} {source_type:?} {source:?} with {:?}",
-            policy.grants()[0].source().text()
-        );
+        let expected = if allowed { Ok(()) } else { Err(DenyReason::SourceNotGranted) };
+        assert_eq!(got, expected, "{api} {source_type:?} {source:?} with {:?}", policy.grants()[0].source().text());
     }
 }

@@ -52,9 +52,7 @@ fn url() -> impl Strategy<Value = (Url, String)> {
         tricky(),
     )
         .prop_filter_map("must parse as a URL", |(scheme, userinfo, host, port, path, query)| {
-            let userinfo = userinfo
-                .map(|u| format!("{}@", u.replace(['/', '?', '#', '@'], "")))
-                .unwrap_or_default();
+            let userinfo = userinfo.map(|u| format!("{}@", u.replace(['/', '?', '#', '@'], ""))).unwrap_or_default();
             let port = port.map(|p| format!(":{p}")).unwrap_or_default();
             let path = path.replace(['?', '#'], "");
             let text = format!("{scheme}://{userinfo}{host}{port}/{path}?{query}");

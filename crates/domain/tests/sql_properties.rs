@@ -39,16 +39,8 @@ fn value() -> impl Strategy<Value = Value> {
 }
 
 fn query() -> impl Strategy<Value = Query> {
-    (
-        prop::collection::vec(ident(), 1..4),
-        ident(),
-        prop::collection::vec((ident(), value()), 0..4),
-    )
-        .prop_map(|(columns, table, filters)| Query {
-            columns,
-            table,
-            filters,
-        })
+    (prop::collection::vec(ident(), 1..4), ident(), prop::collection::vec((ident(), value()), 0..4))
+        .prop_map(|(columns, table, filters)| Query { columns, table, filters })
 }
 
 /// How to lay a query out: what goes between tokens, and keyword case.
@@ -68,14 +60,8 @@ fn layout() -> impl Strategy<Value = Layout> {
         Just(" -- a comment\n"),
         Just("\r\n"),
     ];
-    (
-        prop::collection::vec(separator, 64),
-        prop::collection::vec(any::<bool>(), 64),
-    )
-        .prop_map(|(separators, lower_keywords)| Layout {
-            separators,
-            lower_keywords,
-        })
+    (prop::collection::vec(separator, 64), prop::collection::vec(any::<bool>(), 64))
+        .prop_map(|(separators, lower_keywords)| Layout { separators, lower_keywords })
 }
 
 /// Renders `query` with parameters in BigQuery's `@name` style.
@@ -118,16 +104,8 @@ fn granted(sql: &str) -> Policy {
 }
 
 fn decision(policy: &Policy, sql: &str) -> Result<(), DenyReason> {
-    let target = Target {
-        connection: "bq",
-        source_type: SourceType::Query,
-        source: sql,
-    };
-    decide(
-        policy,
-        &AccessRequest::new(Api::Sql, Some(target), None, None).unwrap(),
-        now(),
-    )
+    let target = Target { connection: "bq", source_type: SourceType::Query, source: sql };
+    decide(policy, &AccessRequest::new(Api::Sql, Some(target), None, None).unwrap(), now())
 }
 
 /// Every way to change one literal, identifier or placeholder of `query`.

@@ -12,15 +12,8 @@ use support::{connections, draft, grant, now};
 type Expected = &'static [(&'static str, &'static str)];
 
 fn run(draft: &TokenDraft, expiration: Option<&str>) -> Result<ValidToken, Vec<(String, &'static str)>> {
-    validate(
-        draft,
-        ExpirationInput::Requested {
-            date: expiration,
-            now: now(),
-        },
-        &connections(),
-    )
-    .map_err(|issues| issues.into_iter().map(|i| (i.field, i.code.as_str())).collect())
+    validate(draft, ExpirationInput::Requested { date: expiration, now: now() }, &connections())
+        .map_err(|issues| issues.into_iter().map(|i| (i.field, i.code.as_str())).collect())
 }
 
 fn check_table(rule: &str, cases: Vec<(&str, TokenDraft, Option<&str>, Expected)>) {
@@ -47,30 +40,10 @@ fn v1_allowed_apis_are_known_and_not_empty() {
         "V1",
         vec![
             ("empty", draft(&[], table(), &[]), None, &[("allowed_apis", "required")]),
-            (
-                "unknown",
-                draft(&["sql", "bogus"], query(), &[]),
-                None,
-                &[("allowed_apis[1]", "unknown_api")],
-            ),
-            (
-                "upper case",
-                draft(&["SQL"], query(), &[]),
-                None,
-                &[("allowed_apis[0]", "unknown_api")],
-            ),
-            (
-                "duplicates fold",
-                draft(&["sql", "sql", "maps"], query(), &[]),
-                None,
-                &[],
-            ),
-            (
-                "every API but imports",
-                draft(&["sql", "maps", "lds"], query(), &[]),
-                None,
-                &[],
-            ),
+            ("unknown", draft(&["sql", "bogus"], query(), &[]), None, &[("allowed_apis[1]", "unknown_api")]),
+            ("upper case", draft(&["SQL"], query(), &[]), None, &[("allowed_apis[0]", "unknown_api")]),
+            ("duplicates fold", draft(&["sql", "sql", "maps"], query(), &[]), None, &[]),
+            ("every API but imports", draft(&["sql", "maps", "lds"], query(), &[]), None, &[]),
         ],
     );
     let valid = run(&draft(&["sql", "sql"], query(), &[]), None).unwrap();
@@ -82,18 +55,8 @@ fn v2_imports_stands_alone() {
     check_table(
         "V2",
         vec![
-            (
-                "with maps",
-                draft(&["imports", "maps"], table(), &[]),
-                None,
-                &[("allowed_apis", "imports_exclusive")],
-            ),
-            (
-                "with lds",
-                draft(&["lds", "imports"], table(), &[]),
-                None,
-                &[("allowed_apis", "imports_exclusive")],
-            ),
+            ("with maps", draft(&["imports", "maps"], table(), &[]), None, &[("allowed_apis", "imports_exclusive")]),
+            ("with lds", draft(&["lds", "imports"], table(), &[]), None, &[("allowed_apis", "imports_exclusive")]),
             ("alone", draft(&["imports"], table(), &[]), None, &[]),
             ("twice", draft(&["imports", "imports"], table(), &[]), None, &[]),
         ],
@@ -106,18 +69,8 @@ fn v3_every_api_but_lds_has_a_grant() {
         "V3",
         vec![
             ("lds needs none", draft(&["lds"], vec![], &[]), None, &[]),
-            (
-                "maps without grants",
-                draft(&["maps"], vec![], &[]),
-                None,
-                &[("allowed_apis", "api_without_grant")],
-            ),
-            (
-                "sql served by the query, maps too",
-                draft(&["sql", "maps"], query(), &[]),
-                None,
-                &[],
-            ),
+            ("maps without grants", draft(&["maps"], vec![], &[]), None, &[("allowed_apis", "api_without_grant")]),
+            ("sql served by the query, maps too", draft(&["sql", "maps"], query(), &[]), None, &[]),
             (
                 "a table grant does not serve sql",
                 draft(&["sql", "maps"], table(), &[]),
@@ -130,12 +83,7 @@ fn v3_every_api_but_lds_has_a_grant() {
                 None,
                 &[],
             ),
-            (
-                "sql served by *",
-                draft(&["sql"], vec![grant("pg", "*")], &[]),
-                None,
-                &[],
-            ),
+            ("sql served by *", draft(&["sql"], vec![grant("pg", "*")], &[]), None, &[]),
         ],
     );
 }
@@ -194,10 +142,7 @@ fn v5_connections_exist_in_the_org() {
                 "the source is still checked",
                 draft(&["maps"], vec![grant("elsewhere", "p.*")], &[]),
                 None,
-                &[
-                    ("grants[0].connection_name", "connection_unknown"),
-                    ("grants[0].source", "pattern_too_broad"),
-                ],
+                &[("grants[0].connection_name", "connection_unknown"), ("grants[0].source", "pattern_too_broad")],
             ),
         ],
     );
@@ -209,12 +154,7 @@ fn v6_sources_are_classified() {
     check_table(
         "V6",
         vec![
-            (
-                "empty",
-                draft(&["maps"], vec![grant("bq", "  ")], &[]),
-                None,
-                &[("grants[0].source", "source_empty")],
-            ),
+            ("empty", draft(&["maps"], vec![grant("bq", "  ")], &[]), None, &[("grants[0].source", "source_empty")]),
             (
                 "pattern too broad",
                 draft(&["maps"], vec![grant("bq", "project.*")], &[]),
@@ -239,72 +179,33 @@ fn v6_sources_are_classified() {
                 None,
                 &[("grants[0].source", "multiple_statements")],
             ),
-            (
-                "a pattern",
-                draft(&["maps"], vec![grant("bq", "p.d.*")], &[]),
-                None,
-                &[],
-            ),
-            (
-                "unparseable SQL is accepted",
-                draft(&["sql"], vec![grant("pg", "FROB the widgets")], &[]),
-                None,
-                &[],
-            ),
+            ("a pattern", draft(&["maps"], vec![grant("bq", "p.d.*")], &[]), None, &[]),
+            ("unparseable SQL is accepted", draft(&["sql"], vec![grant("pg", "FROB the widgets")], &[]), None, &[]),
         ],
     );
-    let folded = run(
-        &draft(
-            &["maps"],
-            vec![grant("bq", "p.d.t"), grant("bq", " p.d.t "), grant("pg", "p.d.t")],
-            &[],
-        ),
-        None,
-    )
-    .unwrap();
-    assert_eq!(
-        folded.policy.grants().len(),
-        2,
-        "identical grants fold; another connection is another grant"
-    );
+    let folded =
+        run(&draft(&["maps"], vec![grant("bq", "p.d.t"), grant("bq", " p.d.t "), grant("pg", "p.d.t")], &[]), None)
+            .unwrap();
+    assert_eq!(folded.policy.grants().len(), 2, "identical grants fold; another connection is another grant");
 }
 
 #[test]
 fn v7_names() {
-    let named = |name: &str| TokenDraft {
-        name: Some(name.to_owned()),
-        ..draft(&["lds"], vec![], &[])
-    };
+    let named = |name: &str| TokenDraft { name: Some(name.to_owned()), ..draft(&["lds"], vec![], &[]) };
     check_table(
         "V7",
         vec![
             ("blank", named("   "), None, &[("name", "name_empty")]),
             ("empty", named(""), None, &[("name", "name_empty")]),
-            (
-                "129 characters",
-                named(&"n".repeat(129)),
-                None,
-                &[("name", "name_too_long")],
-            ),
+            ("129 characters", named(&"n".repeat(129)), None, &[("name", "name_too_long")]),
             ("128 characters", named(&"ñ".repeat(128)), None, &[]),
-            (
-                "control character",
-                named("tab\there"),
-                None,
-                &[("name", "name_invalid")],
-            ),
+            ("control character", named("tab\there"), None, &[("name", "name_invalid")]),
             ("NUL", named("a\0b"), None, &[("name", "name_invalid")]),
             ("unicode", named("Mapa de España 🗺"), None, &[]),
         ],
     );
-    assert_eq!(
-        run(&named("  padded  "), None).unwrap().name.unwrap().as_str(),
-        "padded"
-    );
-    assert!(
-        run(&draft(&["lds"], vec![], &[]), None).unwrap().name.is_none(),
-        "absent: the caller generates tk_…"
-    );
+    assert_eq!(run(&named("  padded  "), None).unwrap().name.unwrap().as_str(), "padded");
+    assert!(run(&draft(&["lds"], vec![], &[]), None).unwrap().name.is_none(), "absent: the caller generates tk_…");
 }
 
 #[test]
@@ -315,12 +216,7 @@ fn v8_referers() {
     check_table(
         "V8",
         vec![
-            (
-                "51 patterns",
-                draft(&["lds"], vec![], &many),
-                None,
-                &[("referers", "too_many_referers")],
-            ),
+            ("51 patterns", draft(&["lds"], vec![], &many), None, &[("referers", "too_many_referers")]),
             ("50 patterns", draft(&["lds"], vec![], &many[..50]), None, &[]),
             ("duplicates fold", draft(&["lds"], vec![], &repeated), None, &[]),
             ("empty list is any website", draft(&["lds"], vec![], &[]), None, &[]),
@@ -340,30 +236,10 @@ fn v9_expiration() {
     check_table(
         "V9",
         vec![
-            (
-                "in the past",
-                lds(),
-                Some("2020-01-01T00:00:00Z"),
-                &[("expiration_date", "expiration_past")],
-            ),
-            (
-                "now is not the future",
-                lds(),
-                Some("2026-11-27T10:00:00Z"),
-                &[("expiration_date", "expiration_past")],
-            ),
-            (
-                "not a timestamp",
-                lds(),
-                Some("tomorrow"),
-                &[("expiration_date", "timestamp_invalid")],
-            ),
-            (
-                "a date without time",
-                lds(),
-                Some("2027-01-01"),
-                &[("expiration_date", "timestamp_invalid")],
-            ),
+            ("in the past", lds(), Some("2020-01-01T00:00:00Z"), &[("expiration_date", "expiration_past")]),
+            ("now is not the future", lds(), Some("2026-11-27T10:00:00Z"), &[("expiration_date", "expiration_past")]),
+            ("not a timestamp", lds(), Some("tomorrow"), &[("expiration_date", "timestamp_invalid")]),
+            ("a date without time", lds(), Some("2027-01-01"), &[("expiration_date", "timestamp_invalid")]),
             ("in the future", lds(), Some("2026-11-27T10:00:01Z"), &[]),
             ("with an offset", lds(), Some("2027-01-01T00:00:00+02:00"), &[]),
         ],
@@ -379,13 +255,7 @@ fn v10_unknown_fields_are_violations() {
     let mut misspelt = draft(&["lds"], vec![], &[]);
     misspelt.unknown_fields = vec!["referrers".into(), "expires".into()];
     let got = run(&misspelt, None).unwrap_err();
-    assert_eq!(
-        got,
-        [
-            ("referrers".to_owned(), "unknown_field"),
-            ("expires".to_owned(), "unknown_field")
-        ]
-    );
+    assert_eq!(got, [("referrers".to_owned(), "unknown_field"), ("expires".to_owned(), "unknown_field")]);
 }
 
 #[test]
@@ -394,21 +264,13 @@ fn v10_at_most_100_grants() {
     check_table(
         "V10",
         vec![
-            (
-                "101",
-                draft(&["maps"], grants(101), &[]),
-                None,
-                &[("grants", "too_many_grants")],
-            ),
+            ("101", draft(&["maps"], grants(101), &[]), None, &[("grants", "too_many_grants")]),
             ("100", draft(&["maps"], grants(100), &[]), None, &[]),
         ],
     );
     let mut repeated = grants(100);
     repeated.extend(grants(100));
-    assert!(
-        run(&draft(&["maps"], repeated, &[]), None).is_ok(),
-        "200 grants that fold to 100"
-    );
+    assert!(run(&draft(&["maps"], repeated, &[]), None).is_ok(), "200 grants that fold to 100");
 }
 
 #[test]
@@ -439,20 +301,13 @@ fn warnings_flag_what_is_allowed_but_risky() {
     let valid = run(
         &draft(
             &["sql", "maps"],
-            vec![
-                grant("pg", "*"),
-                grant("pg", "FROB the widgets"),
-                grant("bq", "SELECT 1"),
-            ],
+            vec![grant("pg", "*"), grant("pg", "FROB the widgets"), grant("bq", "SELECT 1")],
             &["https://ok.com/", "https://ok.com/app/"],
         ),
         None,
     )
     .unwrap();
-    let got: Vec<(String, &str)> = warnings(&valid.policy)
-        .into_iter()
-        .map(|w| (w.field, w.code.as_str()))
-        .collect();
+    let got: Vec<(String, &str)> = warnings(&valid.policy).into_iter().map(|w| (w.field, w.code.as_str())).collect();
     assert_eq!(
         got,
         vec![

@@ -43,10 +43,7 @@ impl<T> JsonBody<T> {
             Ok(self.value)
         } else {
             Err(ApiError::Validation(
-                self.unknown
-                    .into_iter()
-                    .map(|field| Detail::new(field, "unknown_field", "unknown field"))
-                    .collect(),
+                self.unknown.into_iter().map(|field| Detail::new(field, "unknown_field", "unknown field")).collect(),
             ))
         }
     }
@@ -89,11 +86,7 @@ fn describe(error: &serde_json::Error) -> (&'static str, String) {
 fn missing_field(path: &str, error: &serde_json::Error) -> Option<String> {
     let text = error.to_string();
     let name = text.strip_prefix("missing field `")?.split('`').next()?;
-    Some(if path.is_empty() || path == "." {
-        name.to_owned()
-    } else {
-        format!("{path}.{name}")
-    })
+    Some(if path.is_empty() || path == "." { name.to_owned() } else { format!("{path}.{name}") })
 }
 
 /// Decodes an object body against `T`.
@@ -103,11 +96,7 @@ fn missing_field(path: &str, error: &serde_json::Error) -> Option<String> {
 /// object, unknown fields, or fields of the wrong type.
 pub fn decode<T: DeserializeOwned + Fields>(bytes: &[u8]) -> Result<JsonBody<T>, ApiError> {
     let value: Value = serde_json::from_slice(bytes).map_err(|e| {
-        let what = if e.is_eof() {
-            "the body ends too early"
-        } else {
-            "the body is not valid JSON"
-        };
+        let what = if e.is_eof() { "the body ends too early" } else { "the body is not valid JSON" };
         ApiError::InvalidRequest(format!("{what} (line {}, column {})", e.line(), e.column()))
     })?;
     let Value::Object(mut map) = value else {
@@ -115,11 +104,7 @@ pub fn decode<T: DeserializeOwned + Fields>(bytes: &[u8]) -> Result<JsonBody<T>,
     };
     // Unknown fields are taken out here and reported by the caller, with
     // every other violation; the rest is decoded as if they were absent.
-    let unknown: Vec<String> = map
-        .keys()
-        .filter(|key| !T::FIELDS.contains(&key.as_str()))
-        .cloned()
-        .collect();
+    let unknown: Vec<String> = map.keys().filter(|key| !T::FIELDS.contains(&key.as_str())).cloned().collect();
     for key in &unknown {
         map.remove(key);
     }
@@ -132,11 +117,7 @@ pub fn decode<T: DeserializeOwned + Fields>(bytes: &[u8]) -> Result<JsonBody<T>,
         let field = missing_field(&path, inner).unwrap_or(path);
         ApiError::Validation(vec![Detail::new(field, code, message)])
     })?;
-    Ok(JsonBody {
-        value,
-        present,
-        unknown,
-    })
+    Ok(JsonBody { value, present, unknown })
 }
 
 /// How much of an oversized body is read and thrown away before answering
@@ -160,11 +141,7 @@ async fn read_limited(body: Body, limit: usize) -> Result<Bytes, ApiError> {
             buffer.extend_from_slice(&chunk);
         }
     }
-    if total > limit {
-        Err(ApiError::PayloadTooLarge)
-    } else {
-        Ok(Bytes::from(buffer))
-    }
+    if total > limit { Err(ApiError::PayloadTooLarge) } else { Ok(Bytes::from(buffer)) }
 }
 
 impl<T> FromRequest<Services> for JsonBody<T>
@@ -174,18 +151,12 @@ where
     type Rejection = ApiError;
 
     async fn from_request(request: Request, services: &Services) -> Result<Self, Self::Rejection> {
-        let content_type = request
-            .headers()
-            .get(header::CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok());
+        let content_type = request.headers().get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok());
         if !is_json(content_type) {
             return Err(ApiError::UnsupportedMediaType);
         }
         let limit = services.limits.body_bytes;
-        let declared = request
-            .headers()
-            .get(header::CONTENT_LENGTH)
-            .and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
+        let declared = request.headers().get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
         if declared.is_some_and(|length| length > DRAIN_LIMIT.max(limit) as u64) {
             return Err(ApiError::PayloadTooLarge);
         }
@@ -247,23 +218,13 @@ mod tests {
 
     #[test]
     fn every_unknown_field_is_reported() {
-        let got = details(decode(br#"{"items": [], "referrers": [], "nmae": 1}"#).and_then(|b| {
-            b.strict().map(|value| JsonBody {
-                value,
-                present: BTreeSet::new(),
-                unknown: vec![],
-            })
-        }));
-        assert_eq!(
-            got,
-            [
-                ("nmae".into(), "unknown_field".into()),
-                ("referrers".into(), "unknown_field".into())
-            ]
+        let got = details(
+            decode(br#"{"items": [], "referrers": [], "nmae": 1}"#)
+                .and_then(|b| b.strict().map(|value| JsonBody { value, present: BTreeSet::new(), unknown: vec![] })),
         );
-        let (_, present, unknown) = decode::<Sample>(br#"{"items": [], "referrers": {"weird": true}}"#)
-            .unwrap()
-            .with_unknown();
+        assert_eq!(got, [("nmae".into(), "unknown_field".into()), ("referrers".into(), "unknown_field".into())]);
+        let (_, present, unknown) =
+            decode::<Sample>(br#"{"items": [], "referrers": {"weird": true}}"#).unwrap().with_unknown();
         assert_eq!(unknown, ["referrers"]);
         assert!(!present.contains("referrers"));
     }
@@ -271,45 +232,23 @@ mod tests {
     #[test]
     fn type_errors_name_the_field_and_never_echo_the_value() {
         let result = decode::<Sample>(br#"{"items": [{"source": 42}]}"#);
-        let Err(ApiError::Validation(found)) = result else {
-            panic!("expected validation error")
-        };
+        let Err(ApiError::Validation(found)) = result else { panic!("expected validation error") };
         assert_eq!(found[0].field, "items[0].source");
         assert_eq!(found[0].code, "invalid_type");
         assert!(!found[0].message.contains("42"), "{}", found[0].message);
         let result = decode::<Sample>(br#"{"items": [], "name": ["latchkey_uk_secret"]}"#);
-        let Err(ApiError::Validation(found)) = result else {
-            panic!("expected validation error")
-        };
+        let Err(ApiError::Validation(found)) = result else { panic!("expected validation error") };
         assert!(!found[0].message.contains("secret"));
-        assert_eq!(
-            details(decode(br#"{"items": [{}]}"#)),
-            [("items[0].source".into(), "required".into())]
-        );
-        assert_eq!(
-            details(decode(br#"{"name": "x"}"#)),
-            [("items".into(), "required".into())]
-        );
+        assert_eq!(details(decode(br#"{"items": [{}]}"#)), [("items[0].source".into(), "required".into())]);
+        assert_eq!(details(decode(br#"{"name": "x"}"#)), [("items".into(), "required".into())]);
     }
 
     #[test]
     fn what_is_not_a_json_object_is_an_invalid_request() {
-        for body in [
-            &b""[..],
-            b"{",
-            b"[]",
-            b"\"text\"",
-            b"\xff\xfe",
-            b"{\"items\": []} trailing",
-        ] {
-            assert!(
-                matches!(decode::<Sample>(body), Err(ApiError::InvalidRequest(_))),
-                "{body:?}"
-            );
+        for body in [&b""[..], b"{", b"[]", b"\"text\"", b"\xff\xfe", b"{\"items\": []} trailing"] {
+            assert!(matches!(decode::<Sample>(body), Err(ApiError::InvalidRequest(_))), "{body:?}");
         }
-        let (_, present, _) = decode::<Sample>(br#"{"items": [], "name": null}"#)
-            .unwrap()
-            .with_unknown();
+        let (_, present, _) = decode::<Sample>(br#"{"items": [], "name": null}"#).unwrap().with_unknown();
         assert!(present.contains("name"));
     }
 }

@@ -39,10 +39,7 @@ pub struct GrantBody {
 
 impl From<GrantBody> for GrantDraft {
     fn from(grant: GrantBody) -> Self {
-        GrantDraft {
-            connection_name: grant.connection_name,
-            source: grant.source,
-        }
+        GrantDraft { connection_name: grant.connection_name, source: grant.source }
     }
 }
 
@@ -205,15 +202,8 @@ pub struct AuthorizeRequest {
 }
 
 impl Fields for AuthorizeRequest {
-    const FIELDS: &'static [&'static str] = &[
-        "token",
-        "api",
-        "connection_name",
-        "source_type",
-        "source",
-        "referer",
-        "origin",
-    ];
+    const FIELDS: &'static [&'static str] =
+        &["token", "api", "connection_name", "source_type", "source", "referer", "origin"];
 }
 
 /// What kind of source a request touches.

@@ -37,21 +37,13 @@ pub struct Detail {
 
 impl Detail {
     pub(crate) fn new(field: impl Into<String>, code: impl Into<String>, message: impl Into<String>) -> Self {
-        Self {
-            field: field.into(),
-            code: code.into(),
-            message: message.into(),
-        }
+        Self { field: field.into(), code: code.into(), message: message.into() }
     }
 }
 
 impl From<FieldIssue> for Detail {
     fn from(issue: FieldIssue) -> Self {
-        Self {
-            field: issue.field,
-            code: issue.code.as_str().to_owned(),
-            message: issue.message,
-        }
+        Self { field: issue.field, code: issue.code.as_str().to_owned(), message: issue.message }
     }
 }
 
@@ -83,6 +75,11 @@ pub enum ApiError {
     PayloadTooLarge,
     /// 415 `unsupported_media_type`.
     UnsupportedMediaType,
+    /// 429 `rate_limited`: too many failed authentications from this
+    /// address; try again after the duration.
+    RateLimited(std::time::Duration),
+    /// 431 `headers_too_large`.
+    HeadersTooLarge,
     /// 500 `internal`.
     Internal(String),
     /// 503 `unavailable`: storage does not answer. Callers that ask
@@ -107,6 +104,8 @@ impl ApiError {
             ApiError::PreconditionFailed => (StatusCode::PRECONDITION_FAILED, "precondition_failed"),
             ApiError::PayloadTooLarge => (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large"),
             ApiError::UnsupportedMediaType => (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type"),
+            ApiError::RateLimited(_) => (StatusCode::TOO_MANY_REQUESTS, "rate_limited"),
+            ApiError::HeadersTooLarge => (StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE, "headers_too_large"),
             ApiError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
             ApiError::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
         }
@@ -126,6 +125,10 @@ impl ApiError {
             ApiError::PreconditionFailed => "the token changed since you read it (If-Match does not match)".into(),
             ApiError::PayloadTooLarge => "the request body is too large".into(),
             ApiError::UnsupportedMediaType => "the request body must be JSON (Content-Type: application/json)".into(),
+            ApiError::RateLimited(_) => "too many failed authentications from your address; wait and try again".into(),
+            ApiError::HeadersTooLarge => {
+                format!("the request headers exceed {} bytes", crate::guard::MAX_HEADER_BYTES)
+            }
             ApiError::Internal(_) => "internal error".into(),
             ApiError::Unavailable(_) => "storage is unavailable; try again".into(),
         }
@@ -139,6 +142,7 @@ impl ApiError {
             StatusCode::REQUEST_TIMEOUT => ApiError::Timeout,
             StatusCode::PAYLOAD_TOO_LARGE => ApiError::PayloadTooLarge,
             StatusCode::UNSUPPORTED_MEDIA_TYPE => ApiError::UnsupportedMediaType,
+            StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE => ApiError::HeadersTooLarge,
             StatusCode::BAD_REQUEST => ApiError::InvalidRequest("bad request".into()),
             s if s.is_server_error() => ApiError::Internal(format!("a layer answered {s}")),
             _ => return None,
@@ -158,16 +162,22 @@ impl IntoResponse for ApiError {
             ApiError::Validation(details) => Some(details.clone()),
             _ => None,
         };
-        let body = ErrorBody {
-            error: self.message(),
-            code: code.to_owned(),
-            details,
-        };
+        let body = ErrorBody { error: self.message(), code: code.to_owned(), details };
         let mut response = (status, Json(body)).into_response();
-        if status == StatusCode::UNAUTHORIZED {
-            response
-                .headers_mut()
-                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        match &self {
+            ApiError::Unauthorized => {
+                response.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+                response.extensions_mut().insert(crate::guard::AuthFailure);
+            }
+            ApiError::RateLimited(wait) => {
+                // Whole seconds, rounded up: a client that waits that long
+                // is let through.
+                let seconds = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+                if let Ok(value) = HeaderValue::from_str(&seconds.max(1).to_string()) {
+                    response.headers_mut().insert(header::RETRY_AFTER, value);
+                }
+            }
+            _ => {}
         }
         response
     }
@@ -192,11 +202,7 @@ impl From<BackendError> for ApiError {
     /// An unreachable store is 503 (try again); data that breaks the rules
     /// is 500 (trying again will not help). Both refuse.
     fn from(error: BackendError) -> Self {
-        if error.is_corrupt() {
-            ApiError::Internal(error.to_string())
-        } else {
-            ApiError::Unavailable(error)
-        }
+        if error.is_corrupt() { ApiError::Internal(error.to_string()) } else { ApiError::Unavailable(error) }
     }
 }
 

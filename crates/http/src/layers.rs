@@ -30,10 +30,7 @@ pub(crate) fn redact_path(path: &str) -> String {
     path.split('/')
         .map(|segment| match segment.find("latchkey_") {
             Some(at) => {
-                let prefix_end = segment[at..]
-                    .match_indices('_')
-                    .nth(1)
-                    .map_or(segment.len(), |(i, _)| at + i + 1);
+                let prefix_end = segment[at..].match_indices('_').nth(1).map_or(segment.len(), |(i, _)| at + i + 1);
                 format!("{}…", &segment[..prefix_end])
             }
             None if segment.len() > 64 => format!("{}…", segment.chars().take(8).collect::<String>()),
@@ -44,10 +41,7 @@ pub(crate) fn redact_path(path: &str) -> String {
 }
 
 fn span_for(request: &Request<Body>) -> Span {
-    let request_id = request
-        .extensions()
-        .get::<RequestId>()
-        .and_then(|id| id.header_value().to_str().ok());
+    let request_id = request.extensions().get::<RequestId>().and_then(|id| id.header_value().to_str().ok());
     tracing::info_span!(
         "request",
         method = %request.method(),
@@ -98,34 +92,23 @@ fn panic_response(_: Box<dyn std::any::Any + Send + 'static>) -> Response<Body> 
 }
 
 /// Wraps the router in every layer, outermost first.
-pub(crate) fn wrap(router: Router, limits: Limits) -> Router {
+pub(crate) fn wrap(router: Router, limits: &Limits) -> Router {
     // Bodies are read by `JsonBody`, which enforces `limits.body_bytes`
     // itself so that it can answer 413 in a way clients can read.
     router.layer(DefaultBodyLimit::disable()).layer(
         ServiceBuilder::new()
             .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))
             .layer(PropagateRequestIdLayer::new(REQUEST_ID))
-            .layer(
-                TraceLayer::new_for_http()
-                    .make_span_with(span_for)
-                    .on_request(())
-                    .on_response(LogResponse),
-            )
+            .layer(TraceLayer::new_for_http().make_span_with(span_for).on_request(()).on_response(LogResponse))
             .layer(CatchPanicLayer::custom(panic_response))
             // Answers hold token values: no cache may keep them.
-            .layer(SetResponseHeaderLayer::overriding(
-                header::CACHE_CONTROL,
-                HeaderValue::from_static("no-store"),
-            ))
+            .layer(SetResponseHeaderLayer::overriding(header::CACHE_CONTROL, HeaderValue::from_static("no-store")))
             .layer(SetResponseHeaderLayer::if_not_present(
                 header::X_CONTENT_TYPE_OPTIONS,
                 HeaderValue::from_static("nosniff"),
             ))
             .layer(map_response(json_errors))
-            .layer(TimeoutLayer::with_status_code(
-                StatusCode::REQUEST_TIMEOUT,
-                limits.request_timeout,
-            )),
+            .layer(TimeoutLayer::with_status_code(StatusCode::REQUEST_TIMEOUT, limits.request_timeout)),
     )
 }
 

@@ -10,6 +10,7 @@ mod auth;
 mod body;
 mod dto;
 mod error;
+mod guard;
 mod layers;
 mod openapi;
 mod routes;
@@ -23,6 +24,7 @@ use latchkey_app::{Authorizer, TokenService};
 use latchkey_ports::{Authenticator, ConnectionCatalog, StoreHealth};
 
 pub use error::{ApiError, Detail, ErrorBody};
+pub use guard::{Exempt, RateLimits};
 pub use openapi::openapi;
 
 /// What the handlers use.
@@ -43,31 +45,38 @@ pub struct Services {
 }
 
 /// Limits of the HTTP server.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Debug)]
 pub struct Limits {
     /// The largest request body, in bytes.
     pub body_bytes: usize,
     /// How long a request may take before it is answered with 408.
     pub request_timeout: Duration,
+    /// Rate limiting of failed authentication.
+    pub rate: RateLimits,
 }
 
 impl Default for Limits {
     fn default() -> Self {
         // 1 MiB holds the largest valid token (100 grants, one of them a
         // 64 KiB query, and 50 referers) with room to spare.
-        Self {
-            body_bytes: 1024 * 1024,
-            request_timeout: Duration::from_secs(30),
-        }
+        Self { body_bytes: 1024 * 1024, request_timeout: Duration::from_secs(30), rate: RateLimits::default() }
     }
 }
 
 /// The whole HTTP application: every route of SPEC §7 and its layers.
+/// Serve it with `into_make_service_with_connect_info::<SocketAddr>()`:
+/// failed authentication is limited per client address, and a request
+/// without one (as in tests that call the router directly) is not limited.
 pub fn app(services: Services) -> Router {
-    let limits = services.limits;
+    let limits = services.limits.clone();
+    let limiter = Arc::new(guard::FailureLimiter::new(&limits.rate));
     let (api, _) = openapi::router().split_for_parts();
-    let router = api.merge(openapi::document_route()).with_state(services);
-    layers::wrap(router, limits)
+    let router = api
+        .merge(openapi::document_route())
+        .with_state(services)
+        .layer(axum::middleware::from_fn_with_state(limiter, guard::limit_failures))
+        .layer(axum::middleware::from_fn(guard::limit_headers));
+    layers::wrap(router, &limits)
 }
 
 /// Resolves when the process is asked to stop (SIGINT or SIGTERM): pass to

@@ -65,24 +65,14 @@ pub fn openapi() -> Document {
     let serve_document = utoipa::openapi::path::OperationBuilder::new()
         .tag("system")
         .summary(Some("This OpenAPI 3.1 document"))
-        .response(
-            "200",
-            utoipa::openapi::ResponseBuilder::new().description("The document"),
-        )
+        .response("200", utoipa::openapi::ResponseBuilder::new().description("The document"))
         .build();
-    document.paths.add_path_operation(
-        "/v3/openapi.json",
-        vec![utoipa::openapi::HttpMethod::Get],
-        serve_document,
-    );
+    document.paths.add_path_operation("/v3/openapi.json", vec![utoipa::openapi::HttpMethod::Get], serve_document);
     document
 }
 
 /// The route that serves the document.
 pub(crate) fn document_route() -> axum::Router<Services> {
     let document = openapi();
-    axum::Router::new().route(
-        "/v3/openapi.json",
-        get(move || std::future::ready(Json(document.clone()))),
-    )
+    axum::Router::new().route("/v3/openapi.json", get(move || std::future::ready(Json(document.clone()))))
 }

@@ -8,7 +8,7 @@ use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use latchkey_app::{Decision, NewToken, TokenPatch, TokenRef, TokenView};
 use latchkey_domain::validation::TokenDraft;
-use latchkey_domain::{AccessRequest, Api, SourceType, Target, Timestamp, TokenId};
+use latchkey_domain::{AccessRequest, Api, DenyReason, SourceType, Target, Timestamp, TokenId};
 use latchkey_ports::Cursor;
 
 use crate::Services;
@@ -64,10 +64,7 @@ fn decode_cursor(text: &str) -> Option<Cursor> {
     let bytes = URL_SAFE_NO_PAD.decode(text).ok()?;
     let text = String::from_utf8(bytes).ok()?;
     let (micros, id) = text.split_once(':')?;
-    Some(Cursor {
-        created_at: Timestamp::from_unix_micros(micros.parse().ok()?).ok()?,
-        id: TokenId::parse(id).ok()?,
-    })
+    Some(Cursor { created_at: Timestamp::from_unix_micros(micros.parse().ok()?).ok()?, id: TokenId::parse(id).ok()? })
 }
 
 /// Creates a token for the caller.
@@ -83,6 +80,8 @@ fn decode_cursor(text: &str) -> Option<Cursor> {
         (status = 409, description = "`name_taken`, or `too_many_tokens`", body = ErrorBody),
         (status = 413, description = "Body too large", body = ErrorBody),
         (status = 415, description = "Not JSON", body = ErrorBody),
+        (status = 429, description = "Too many failed authentications from this address (`rate_limited`); see Retry-After", body = ErrorBody,
+            headers(("Retry-After" = u64, description = "Seconds to wait"))),
         (status = 503, description = "Storage unavailable", body = ErrorBody),
     )
 )]
@@ -123,6 +122,8 @@ pub async fn create_token(
         (status = 200, description = "A page of tokens", body = TokenPage),
         (status = 400, description = "Bad `limit` or `cursor`", body = ErrorBody),
         (status = 401, description = "No valid bearer credential", body = ErrorBody),
+        (status = 429, description = "Too many failed authentications from this address (`rate_limited`); see Retry-After", body = ErrorBody,
+            headers(("Retry-After" = u64, description = "Seconds to wait"))),
         (status = 503, description = "Storage unavailable", body = ErrorBody),
     )
 )]
@@ -138,19 +139,11 @@ pub async fn list_tokens(
         match key.as_ref() {
             "limit" => match value.parse::<usize>() {
                 Ok(n) if (1..=MAX_LIMIT).contains(&n) => limit = n,
-                _ => problems.push(Detail::new(
-                    "limit",
-                    "invalid_value",
-                    "limit must be a whole number from 1 to 500",
-                )),
+                _ => problems.push(Detail::new("limit", "invalid_value", "limit must be a whole number from 1 to 500")),
             },
             "cursor" => match decode_cursor(&value) {
                 Some(c) => cursor = Some(c),
-                None => problems.push(Detail::new(
-                    "cursor",
-                    "invalid_value",
-                    "not a cursor this server issued",
-                )),
+                None => problems.push(Detail::new("cursor", "invalid_value", "not a cursor this server issued")),
             },
             _ => {}
         }
@@ -175,6 +168,8 @@ pub async fn list_tokens(
             headers(("ETag" = String, description = "The token's version, for If-Match"))),
         (status = 401, description = "No valid bearer credential", body = ErrorBody),
         (status = 404, description = "No such token of the caller's (another user's token is not found either)", body = ErrorBody),
+        (status = 429, description = "Too many failed authentications from this address (`rate_limited`); see Retry-After", body = ErrorBody,
+            headers(("Retry-After" = u64, description = "Seconds to wait"))),
         (status = 503, description = "Storage unavailable", body = ErrorBody),
     )
 )]
@@ -206,6 +201,8 @@ pub async fn get_token(
         (status = 412, description = "`If-Match` does not match the current version", body = ErrorBody),
         (status = 413, description = "Body too large", body = ErrorBody),
         (status = 415, description = "Not JSON", body = ErrorBody),
+        (status = 429, description = "Too many failed authentications from this address (`rate_limited`); see Retry-After", body = ErrorBody,
+            headers(("Retry-After" = u64, description = "Seconds to wait"))),
         (status = 503, description = "Storage unavailable", body = ErrorBody),
     )
 )]
@@ -221,17 +218,12 @@ pub async fn update_token(
     let patch = TokenPatch {
         name: request.name,
         allowed_apis: request.allowed_apis,
-        grants: request
-            .grants
-            .map(|grants| grants.into_iter().map(Into::into).collect()),
+        grants: request.grants.map(|grants| grants.into_iter().map(Into::into).collect()),
         referers: request.referers,
         names_expiration: present.contains("expiration_date"),
         unknown_fields,
     };
-    let view = services
-        .tokens
-        .update(&caller, &TokenRef::parse(&token), patch, expected)
-        .await?;
+    let view = services.tokens.update(&caller, &TokenRef::parse(&token), patch, expected).await?;
     Ok(token_response(StatusCode::OK, view))
 }
 
@@ -248,6 +240,8 @@ pub async fn update_token(
         (status = 401, description = "No valid bearer credential", body = ErrorBody),
         (status = 404, description = "No such token of the caller's", body = ErrorBody),
         (status = 412, description = "`If-Match` does not match the current version", body = ErrorBody),
+        (status = 429, description = "Too many failed authentications from this address (`rate_limited`); see Retry-After", body = ErrorBody,
+            headers(("Retry-After" = u64, description = "Seconds to wait"))),
         (status = 503, description = "Storage unavailable", body = ErrorBody),
     )
 )]
@@ -258,10 +252,7 @@ pub async fn delete_token(
     headers: HeaderMap,
 ) -> Result<StatusCode, ApiError> {
     let expected = if_match(&headers)?;
-    services
-        .tokens
-        .delete(&caller, &TokenRef::parse(&token), expected)
-        .await?;
+    services.tokens.delete(&caller, &TokenRef::parse(&token), expected).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -275,20 +266,19 @@ pub async fn delete_token(
         (status = 400, description = "A malformed request (unknown API, missing source for a data API…)", body = ErrorBody),
         (status = 413, description = "Body too large", body = ErrorBody),
         (status = 415, description = "Not JSON", body = ErrorBody),
+        (status = 429, description = "Too many unknown or malformed token values from this address (`rate_limited`): treat as refused; see Retry-After",
+            body = ErrorBody, headers(("Retry-After" = u64, description = "Seconds to wait"))),
         (status = 503, description = "Storage unavailable: treat as refused", body = ErrorBody),
     )
 )]
 pub async fn authorize(
     State(services): State<Services>,
     body: JsonBody<AuthorizeRequest>,
-) -> Result<Json<AuthorizeResponse>, ApiError> {
+) -> Result<Response, ApiError> {
     let request = body.strict()?;
     let mut problems = Vec::new();
-    let api = request
-        .api
-        .parse::<Api>()
-        .map_err(|e| problems.push(Detail::new("api", "invalid_value", e.to_string())))
-        .ok();
+    let api =
+        request.api.parse::<Api>().map_err(|e| problems.push(Detail::new("api", "invalid_value", e.to_string()))).ok();
     let source_type = match request.source_type.as_deref().map(str::parse::<SourceType>) {
         Some(Ok(t)) => Some(t),
         Some(Err(e)) => {
@@ -297,16 +287,8 @@ pub async fn authorize(
         }
         None => None,
     };
-    let target = match (
-        request.connection_name.as_deref(),
-        source_type,
-        request.source.as_deref(),
-    ) {
-        (Some(connection), Some(source_type), Some(source)) => Some(Target {
-            connection,
-            source_type,
-            source,
-        }),
+    let target = match (request.connection_name.as_deref(), source_type, request.source.as_deref()) {
+        (Some(connection), Some(source_type), Some(source)) => Some(Target { connection, source_type, source }),
         _ => None,
     };
     let Some(api) = api else {
@@ -331,16 +313,17 @@ pub async fn authorize(
             )
         })?;
     let decision = services.authorizer.authorize(&request.token, &access).await?;
-    Ok(Json(match decision {
-        Decision::Allowed => AuthorizeResponse {
-            allowed: true,
-            reason: None,
-        },
-        Decision::Denied(reason) => AuthorizeResponse {
-            allowed: false,
-            reason: Some(reason.as_str().to_owned()),
-        },
-    }))
+    let mut response = Json(match decision {
+        Decision::Allowed => AuthorizeResponse { allowed: true, reason: None },
+        Decision::Denied(reason) => AuthorizeResponse { allowed: false, reason: Some(reason.as_str().to_owned()) },
+    })
+    .into_response();
+    // A value that is not a token, or no token at all, may be a guess: the
+    // rate limiter counts it. (An expired token or a refused source is not.)
+    if matches!(decision, Decision::Denied(DenyReason::TokenMalformed | DenyReason::TokenUnknown)) {
+        response.extensions_mut().insert(crate::guard::AuthFailure);
+    }
+    Ok(response)
 }
 
 /// The connections of the caller's org.
@@ -350,6 +333,8 @@ pub async fn authorize(
     responses(
         (status = 200, description = "The connections", body = ConnectionList),
         (status = 401, description = "No valid bearer credential", body = ErrorBody),
+        (status = 429, description = "Too many failed authentications from this address (`rate_limited`); see Retry-After", body = ErrorBody,
+            headers(("Retry-After" = u64, description = "Seconds to wait"))),
         (status = 503, description = "Storage unavailable", body = ErrorBody),
     )
 )]
@@ -361,10 +346,7 @@ pub async fn connections(
     Ok(Json(ConnectionList {
         data: connections
             .into_iter()
-            .map(|c| ConnectionBody {
-                name: c.name.to_string(),
-                provider: c.provider.as_str().to_owned(),
-            })
+            .map(|c| ConnectionBody { name: c.name.to_string(), provider: c.provider.as_str().to_owned() })
             .collect(),
     }))
 }

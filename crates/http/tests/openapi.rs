@@ -8,7 +8,9 @@ use std::sync::Arc;
 
 use axum::body::Body;
 use axum::http::{Method, Request, StatusCode, header};
-use latchkey_app::{Authorizer, CredentialRouter, Sealer, TokenService, UsageRecorder, UserKeyAuthenticator};
+use latchkey_app::{
+    Authorizer, CredentialRouter, Sealer, TokenCache, TokenService, UsageRecorder, UserKeyAuthenticator,
+};
 use latchkey_http::{Limits, Services, app, openapi};
 use latchkey_memory::{MemoryStore, SystemClock};
 use serde_json::Value;
@@ -22,18 +24,17 @@ fn services() -> Services {
     let store = Arc::new(MemoryStore::new());
     let clock = Arc::new(SystemClock);
     let usage = Arc::new(UsageRecorder::new(store.clone()));
+    let cache = Arc::new(TokenCache::disabled());
     Services {
         tokens: Arc::new(TokenService::new(
             store.clone(),
+            cache.clone(),
             store.clone(),
             clock.clone(),
             Arc::new(Sealer::new(&[1; 32])),
         )),
-        authorizer: Arc::new(Authorizer::new(store.clone(), clock, usage)),
-        authenticator: Arc::new(CredentialRouter::new(
-            Arc::new(UserKeyAuthenticator::new(store.clone())),
-            None,
-        )),
+        authorizer: Arc::new(Authorizer::new(store.clone(), cache, clock, usage)),
+        authenticator: Arc::new(CredentialRouter::new(Arc::new(UserKeyAuthenticator::new(store.clone())), None)),
         catalog: store.clone(),
         health: store,
         limits: Limits::default(),
@@ -51,25 +52,20 @@ fn the_document_is_valid_openapi_3_1() {
     // Every schema reference resolves.
     let schemas = document["components"]["schemas"].as_object().unwrap();
     for reference in references(&document) {
-        let name = reference
-            .strip_prefix("#/components/schemas/")
-            .expect("local schema reference");
+        let name = reference.strip_prefix("#/components/schemas/").expect("local schema reference");
         assert!(schemas.contains_key(name), "dangling reference {reference}");
     }
 }
 
 fn references(value: &Value) -> Vec<String> {
     match value {
-        Value::Object(map) => map
-            .iter()
-            .flat_map(|(key, v)| {
-                if key == "$ref" {
-                    v.as_str().map(str::to_owned).into_iter().collect()
-                } else {
-                    references(v)
-                }
-            })
-            .collect(),
+        Value::Object(map) => {
+            map.iter()
+                .flat_map(|(key, v)| {
+                    if key == "$ref" { v.as_str().map(str::to_owned).into_iter().collect() } else { references(v) }
+                })
+                .collect()
+        }
         Value::Array(items) => items.iter().flat_map(references).collect(),
         _ => Vec::new(),
     }
@@ -80,26 +76,11 @@ fn references(value: &Value) -> Vec<String> {
 fn every_endpoint_documents_its_statuses_and_security() {
     let document = document();
     let expected: &[(&str, &str, &[&str], bool)] = &[
-        (
-            "/v3/tokens",
-            "post",
-            &["201", "400", "401", "409", "413", "415", "503"],
-            true,
-        ),
+        ("/v3/tokens", "post", &["201", "400", "401", "409", "413", "415", "503"], true),
         ("/v3/tokens", "get", &["200", "400", "401", "503"], true),
         ("/v3/tokens/{token}", "get", &["200", "401", "404", "503"], true),
-        (
-            "/v3/tokens/{token}",
-            "patch",
-            &["200", "400", "401", "404", "409", "412", "413", "415", "503"],
-            true,
-        ),
-        (
-            "/v3/tokens/{token}",
-            "delete",
-            &["204", "401", "404", "412", "503"],
-            true,
-        ),
+        ("/v3/tokens/{token}", "patch", &["200", "400", "401", "404", "409", "412", "413", "415", "503"], true),
+        ("/v3/tokens/{token}", "delete", &["204", "401", "404", "412", "503"], true),
         ("/v3/authorize", "post", &["200", "400", "413", "415", "503"], false),
         ("/v3/connections", "get", &["200", "401", "503"], true),
         ("/v3/openapi.json", "get", &["200"], false),
@@ -112,17 +93,10 @@ fn every_endpoint_documents_its_statuses_and_security() {
     for (path, method, statuses, secured) in expected {
         let operation = &document["paths"][path][method];
         assert!(operation.is_object(), "{method} {path} is documented");
-        let documented: BTreeSet<&str> = operation["responses"]
-            .as_object()
-            .unwrap()
-            .keys()
-            .map(String::as_str)
-            .collect();
+        let documented: BTreeSet<&str> =
+            operation["responses"].as_object().unwrap().keys().map(String::as_str).collect();
         for status in *statuses {
-            assert!(
-                documented.contains(status),
-                "{method} {path} documents {status}: {documented:?}"
-            );
+            assert!(documented.contains(status), "{method} {path} documents {status}: {documented:?}");
         }
         assert_eq!(operation["security"].is_array(), *secured, "{method} {path} security");
         for (status, response) in operation["responses"].as_object().unwrap() {
@@ -135,12 +109,7 @@ fn every_endpoint_documents_its_statuses_and_security() {
             }
         }
     }
-    let paths: BTreeSet<&str> = document["paths"]
-        .as_object()
-        .unwrap()
-        .keys()
-        .map(String::as_str)
-        .collect();
+    let paths: BTreeSet<&str> = document["paths"].as_object().unwrap().keys().map(String::as_str).collect();
     let listed: BTreeSet<&str> = expected.iter().map(|(p, ..)| *p).collect();
     assert_eq!(paths, listed, "no undocumented test expectation, no unexpected path");
 }
@@ -153,33 +122,18 @@ async fn the_router_serves_exactly_the_documented_routes() {
     let document = document();
     let router = app(services());
     for (path, item) in document["paths"].as_object().unwrap() {
-        let mut documented: BTreeSet<String> = item
-            .as_object()
-            .unwrap()
-            .keys()
-            .map(|m| m.to_ascii_uppercase())
-            .collect();
+        let mut documented: BTreeSet<String> =
+            item.as_object().unwrap().keys().map(|m| m.to_ascii_uppercase()).collect();
         if documented.contains("GET") {
             documented.insert("HEAD".into());
         }
         let concrete = path.replace("{token}", "Hq3xJ7rT2mKa");
-        let request = Request::builder()
-            .method(Method::TRACE)
-            .uri(&concrete)
-            .body(Body::empty())
-            .unwrap();
+        let request = Request::builder().method(Method::TRACE).uri(&concrete).body(Body::empty()).unwrap();
         let response = router.clone().oneshot(request).await.unwrap();
         assert_eq!(response.status(), StatusCode::METHOD_NOT_ALLOWED, "{path} is routed");
-        let allow: BTreeSet<String> = response.headers()[header::ALLOW]
-            .to_str()
-            .unwrap()
-            .split(',')
-            .map(|m| m.trim().to_owned())
-            .collect();
-        assert_eq!(
-            allow, documented,
-            "{path}: the router's methods are the documented ones"
-        );
+        let allow: BTreeSet<String> =
+            response.headers()[header::ALLOW].to_str().unwrap().split(',').map(|m| m.trim().to_owned()).collect();
+        assert_eq!(allow, documented, "{path}: the router's methods are the documented ones");
     }
     let request = Request::builder().uri("/v3/undocumented").body(Body::empty()).unwrap();
     assert_eq!(router.oneshot(request).await.unwrap().status(), StatusCode::NOT_FOUND);

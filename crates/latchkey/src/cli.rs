@@ -24,7 +24,7 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Serve the Tokens API and the web page.
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Manage built-in users.
     Users {
         #[command(subcommand)]
@@ -40,11 +40,7 @@ pub enum Command {
 #[derive(Debug, Args)]
 pub struct DatabaseArgs {
     /// sqlite://PATH (sqlite:///ABSOLUTE/PATH), postgres://… or memory://
-    #[arg(
-        long = "database",
-        env = "LATCHKEY_DATABASE_URL",
-        default_value = "sqlite://latchkey.db"
-    )]
+    #[arg(long = "database", env = "LATCHKEY_DATABASE_URL", default_value = "sqlite://latchkey.db")]
     pub url: DatabaseUrl,
     /// The most connections to PostgreSQL this process opens.
     #[arg(long, env = "LATCHKEY_POSTGRES_POOL_SIZE", default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..=1000))]
@@ -70,6 +66,25 @@ pub struct ServeArgs {
     /// How long a request may take, in seconds, before it is answered 408.
     #[arg(long, env = "LATCHKEY_REQUEST_TIMEOUT_SECONDS", default_value_t = 30)]
     pub request_timeout_seconds: u64,
+    /// The most tokens the authorize cache keeps; 0 turns it off.
+    #[arg(long, env = "LATCHKEY_CACHE_CAPACITY", default_value_t = 100_000)]
+    pub cache_capacity: u64,
+    /// The longest a cached token lives without a change evicting it, in
+    /// seconds: the backstop if a change notification is ever missed.
+    #[arg(long, env = "LATCHKEY_CACHE_TTL_SECONDS", default_value_t = 300)]
+    pub cache_ttl_seconds: u64,
+    /// Failed authentications (bad user keys or JWTs, unknown or malformed
+    /// token values) one client address may make per minute, sustained.
+    #[arg(long, env = "LATCHKEY_AUTH_FAILURES_PER_MINUTE", default_value_t = 600)]
+    pub auth_failures_per_minute: u32,
+    /// Failed authentications one client address may make at once.
+    #[arg(long, env = "LATCHKEY_AUTH_FAILURE_BURST", default_value_t = 100)]
+    pub auth_failure_burst: u32,
+    /// Addresses or ranges never rate limited, comma-separated (the data
+    /// services that call /v3/authorize for many end users), e.g.
+    /// 10.0.0.0/8,192.0.2.7.
+    #[arg(long, env = "LATCHKEY_RATE_LIMIT_EXEMPT", value_delimiter = ',')]
+    pub rate_limit_exempt: Vec<latchkey_http::Exempt>,
     /// How often recorded token uses are written, in milliseconds.
     #[arg(long, env = "LATCHKEY_USAGE_FLUSH_MS", default_value_t = 1000)]
     pub usage_flush_ms: u64,
@@ -115,14 +130,8 @@ impl JwtArgs {
             return Ok(None);
         }
         let settings = JwtSettings {
-            issuer: self
-                .jwt_issuer
-                .clone()
-                .context("--jwt-issuer is required with JWT verification")?,
-            audience: self
-                .jwt_audience
-                .clone()
-                .context("--jwt-audience is required with JWT verification")?,
+            issuer: self.jwt_issuer.clone().context("--jwt-issuer is required with JWT verification")?,
+            audience: self.jwt_audience.clone().context("--jwt-audience is required with JWT verification")?,
             user_claim: self.jwt_user_claim.clone(),
             org_claim: self.jwt_org_claim.clone(),
             leeway_seconds: self.jwt_leeway_seconds,
@@ -217,27 +226,18 @@ pub async fn create_connection(args: CreateConnectionArgs) -> Result<()> {
     let org = OrgName::new(&args.org).with_context(|| format!("invalid org name {:?}", args.org))?;
     let connection = Connection {
         name: ConnectionName::new(&args.name).with_context(|| format!("invalid connection name {:?}", args.name))?,
-        provider: args
-            .provider
-            .parse::<Provider>()
-            .with_context(|| format!("{:?}", args.provider))?,
+        provider: args.provider.parse::<Provider>().with_context(|| format!("{:?}", args.provider))?,
     };
     let stores = durable_stores(&args.database).await?;
     let users = UserService::new(stores.users.clone(), stores.catalog.clone());
     match users.create_connection(&org, &connection).await {
         Ok(()) => {
-            eprintln!(
-                "created connection {:?} ({}) in org {:?}",
-                args.name, connection.provider, args.org
-            );
+            eprintln!("created connection {:?} ({}) in org {:?}", args.name, connection.provider, args.org);
             Ok(())
         }
         Err(CreateConnectionError::NameTaken) => bail!("org {:?} already has a connection {:?}", args.org, args.name),
         Err(CreateConnectionError::UnknownOrg) => {
-            bail!(
-                "there is no org {:?}; create a user in it first (latchkey users create NAME --org ORG)",
-                args.org
-            )
+            bail!("there is no org {:?}; create a user in it first (latchkey users create NAME --org ORG)", args.org)
         }
         Err(e) => Err(e.into()),
     }

@@ -27,9 +27,7 @@ impl FromStr for DatabaseUrl {
     fn from_str(url: &str) -> Result<Self, Self::Err> {
         if let Some(path) = url.strip_prefix("sqlite://") {
             if path.is_empty() {
-                return Err(
-                    "sqlite:// needs a path, e.g. sqlite://latchkey.db or sqlite:///var/lib/latchkey.db".into(),
-                );
+                return Err("sqlite:// needs a path, e.g. sqlite://latchkey.db or sqlite:///var/lib/latchkey.db".into());
             }
             Ok(DatabaseUrl::Sqlite(PathBuf::from(path)))
         } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
@@ -58,13 +56,7 @@ impl Stores {
     where
         S: TokenRepository + ConnectionCatalog + UserDirectory + StoreHealth + 'static,
     {
-        Self {
-            tokens: store.clone(),
-            catalog: store.clone(),
-            users: store.clone(),
-            health: store,
-            postgres: None,
-        }
+        Self { tokens: store.clone(), catalog: store.clone(), users: store.clone(), health: store, postgres: None }
     }
 }
 
@@ -74,13 +66,8 @@ impl DatabaseUrl {
         Ok(match self {
             DatabaseUrl::Sqlite(path) => Stores::of(Arc::new(SqliteStore::open(path).await?)),
             DatabaseUrl::Postgres(url) => {
-                let store = PostgresStore::connect(url, postgres_pool_size)
-                    .await
-                    .context("opening PostgreSQL")?;
-                Stores {
-                    postgres: Some(store.clone()),
-                    ..Stores::of(Arc::new(store))
-                }
+                let store = PostgresStore::connect(url, postgres_pool_size).await.context("opening PostgreSQL")?;
+                Stores { postgres: Some(store.clone()), ..Stores::of(Arc::new(store)) }
             }
             DatabaseUrl::Memory => Stores::of(Arc::new(MemoryStore::new())),
         })
@@ -108,14 +95,8 @@ mod tests {
         let cases: &[(&str, Option<DatabaseUrl>)] = &[
             ("sqlite://latchkey.db", Some(DatabaseUrl::Sqlite("latchkey.db".into()))),
             ("sqlite://data/x.db", Some(DatabaseUrl::Sqlite("data/x.db".into()))),
-            (
-                "sqlite:///var/lib/x.db",
-                Some(DatabaseUrl::Sqlite("/var/lib/x.db".into())),
-            ),
-            (
-                "postgres://u:p@h/db",
-                Some(DatabaseUrl::Postgres("postgres://u:p@h/db".into())),
-            ),
+            ("sqlite:///var/lib/x.db", Some(DatabaseUrl::Sqlite("/var/lib/x.db".into()))),
+            ("postgres://u:p@h/db", Some(DatabaseUrl::Postgres("postgres://u:p@h/db".into()))),
             (
                 "postgresql://h/db?sslmode=require",
                 Some(DatabaseUrl::Postgres("postgresql://h/db?sslmode=require".into())),

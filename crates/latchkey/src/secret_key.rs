@@ -25,29 +25,19 @@ pub const VARIABLE: &str = "LATCHKEY_SECRET_KEY";
 pub fn parse(text: &str) -> Result<[u8; 32]> {
     let text = text.trim();
     let bytes = if text.len() == 64 && text.bytes().all(|b| b.is_ascii_hexdigit()) {
-        (0..32)
-            .map(|i| u8::from_str_radix(&text[2 * i..2 * i + 2], 16))
-            .collect::<Result<Vec<u8>, _>>()?
+        (0..32).map(|i| u8::from_str_radix(&text[2 * i..2 * i + 2], 16)).collect::<Result<Vec<u8>, _>>()?
     } else {
-        STANDARD
-            .decode(text)
-            .or_else(|_| URL_SAFE.decode(text))
-            .context("not base64 or hex")?
+        STANDARD.decode(text).or_else(|_| URL_SAFE.decode(text)).context("not base64 or hex")?
     };
     <[u8; 32]>::try_from(bytes.as_slice()).map_err(|_| {
-        anyhow::anyhow!(
-            "the key must be 32 bytes (e.g. from `openssl rand -base64 32`), not {}",
-            bytes.len()
-        )
+        anyhow::anyhow!("the key must be 32 bytes (e.g. from `openssl rand -base64 32`), not {}", bytes.len())
     })
 }
 
 fn random_key() -> Result<[u8; 32]> {
     use rand::TryRng;
     let mut key = [0u8; 32];
-    rand::rngs::SysRng
-        .try_fill_bytes(&mut key)
-        .map_err(|_| anyhow::anyhow!("the OS random generator failed"))?;
+    rand::rngs::SysRng.try_fill_bytes(&mut key).map_err(|_| anyhow::anyhow!("the OS random generator failed"))?;
     Ok(key)
 }
 
@@ -77,9 +67,7 @@ fn load_or_create(path: &Path) -> Result<[u8; 32]> {
                 use std::os::unix::fs::OpenOptionsExt;
                 options.mode(0o600);
             }
-            let mut file = options
-                .open(path)
-                .with_context(|| format!("cannot create {}", path.display()))?;
+            let mut file = options.open(path).with_context(|| format!("cannot create {}", path.display()))?;
             writeln!(file, "{}", STANDARD.encode(key))?;
             file.sync_all()?;
             tracing::warn!(
@@ -128,10 +116,7 @@ mod tests {
     fn key_formats() {
         let key = [7u8; 32];
         assert_eq!(parse(&STANDARD.encode(key)).unwrap(), key);
-        assert_eq!(
-            parse(&format!("  {}\n", URL_SAFE.encode([0xfb; 32]))).unwrap(),
-            [0xfb; 32]
-        );
+        assert_eq!(parse(&format!("  {}\n", URL_SAFE.encode([0xfb; 32]))).unwrap(), [0xfb; 32]);
         assert_eq!(parse(&"07".repeat(32)).unwrap(), key);
         assert!(parse(&STANDARD.encode([7u8; 16])).is_err(), "too short");
         assert!(parse("not a key").is_err());
@@ -140,10 +125,7 @@ mod tests {
     #[test]
     fn key_files_sit_beside_the_database() {
         assert_eq!(key_file(Path::new("latchkey.db")), PathBuf::from("latchkey.db.key"));
-        assert_eq!(
-            key_file(Path::new("/var/lib/l/x.db")),
-            PathBuf::from("/var/lib/l/x.db.key")
-        );
+        assert_eq!(key_file(Path::new("/var/lib/l/x.db")), PathBuf::from("/var/lib/l/x.db.key"));
     }
 
     #[test]

@@ -7,14 +7,15 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 use latchkey_app::{
-    Authorizer, BOOTSTRAP_CONNECTION, BOOTSTRAP_ORG, BOOTSTRAP_USER, CredentialRouter, Sealer, TokenService,
-    UsageRecorder, UserKeyAuthenticator, UserService,
+    Authorizer, BOOTSTRAP_CONNECTION, BOOTSTRAP_ORG, BOOTSTRAP_USER, CacheSettings, CredentialRouter, Sealer,
+    TokenCache, TokenService, UsageRecorder, UserKeyAuthenticator, UserService,
 };
-use latchkey_http::{Limits, Services};
+use latchkey_http::{Limits, RateLimits, Services};
 use latchkey_memory::SystemClock;
 use latchkey_ports::Clock;
 
 use crate::cli::ServeArgs;
+use crate::database::DatabaseUrl;
 use crate::secret_key;
 
 pub async fn run(args: ServeArgs) -> Result<()> {
@@ -39,9 +40,10 @@ pub async fn run(args: ServeArgs) -> Result<()> {
 
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     let usage = Arc::new(UsageRecorder::new(stores.tokens.clone()));
-    let tokens = TokenService::new(stores.tokens.clone(), stores.catalog.clone(), clock.clone(), sealer)
+    let cache = start_cache(&args);
+    let tokens = TokenService::new(stores.tokens.clone(), cache.clone(), stores.catalog.clone(), clock.clone(), sealer)
         .with_max_tokens_per_owner(args.max_tokens_per_user);
-    let authorizer = Authorizer::new(stores.tokens.clone(), clock, usage.clone());
+    let authorizer = Authorizer::new(stores.tokens.clone(), cache, clock, usage.clone());
     let keys = Arc::new(UserKeyAuthenticator::new(stores.users.clone()));
     let identity_provider: Option<Arc<dyn latchkey_ports::Authenticator>> = match identity_provider {
         Some(jwt) => {
@@ -59,6 +61,11 @@ pub async fn run(args: ServeArgs) -> Result<()> {
         limits: Limits {
             body_bytes: args.max_body_bytes,
             request_timeout: Duration::from_secs(args.request_timeout_seconds),
+            rate: RateLimits {
+                failures_per_minute: args.auth_failures_per_minute,
+                burst: args.auth_failure_burst,
+                exempt: args.rate_limit_exempt.clone(),
+            },
         },
     };
     let app = latchkey_http::app(services);
@@ -71,7 +78,9 @@ pub async fn run(args: ServeArgs) -> Result<()> {
     tracing::info!(%address, "listening");
 
     let flusher = tokio::spawn(flush_usage(usage.clone(), args.usage_flush_interval()));
-    axum::serve(listener, app)
+    // Connection info gives the limiter of failed authentication the client
+    // address.
+    axum::serve(listener, app.into_make_service_with_connect_info::<std::net::SocketAddr>())
         .with_graceful_shutdown(latchkey_http::shutdown_signal())
         .await?;
     flusher.abort();
@@ -84,6 +93,29 @@ pub async fn run(args: ServeArgs) -> Result<()> {
     }
     tracing::info!("stopped");
     Ok(())
+}
+
+/// The authorize cache. With PostgreSQL, other instances change tokens
+/// too: the cache is trusted only while a listener hears their changes, and
+/// that listener is started here. Memory and SQLite have no other writer, so
+/// their cache is trusted from the start and kept true by this instance's
+/// own evictions.
+fn start_cache(args: &ServeArgs) -> Arc<TokenCache> {
+    let settings =
+        CacheSettings { capacity: args.cache_capacity, time_to_live: Duration::from_secs(args.cache_ttl_seconds) };
+    match &args.database.url {
+        DatabaseUrl::Postgres(url) if settings.capacity > 0 => {
+            let cache = Arc::new(TokenCache::new(settings, false));
+            let (url, sink) = (url.clone(), cache.clone());
+            tokio::spawn(async move {
+                if let Err(error) = latchkey_postgres::follow_changes(url, sink).await {
+                    tracing::error!(%error, "cannot listen for token changes; the cache stays off");
+                }
+            });
+            cache
+        }
+        _ => Arc::new(TokenCache::new(settings, true)),
+    }
 }
 
 /// Writes recorded token uses at every tick.

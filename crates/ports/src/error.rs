@@ -18,20 +18,14 @@ impl BackendError {
     /// Wraps a driver's error: the backend did not answer as it should, and
     /// trying again later may work.
     pub fn new(source: impl Into<Box<dyn Error + Send + Sync>>) -> Self {
-        Self {
-            source: source.into(),
-            corrupt: false,
-        }
+        Self { source: source.into(), corrupt: false }
     }
 
     /// An inconsistency the adapter detected itself (a stored row that no
     /// longer satisfies the domain's rules): trying again will not help.
     #[must_use]
     pub fn corrupt(what: impl fmt::Display) -> Self {
-        Self {
-            source: format!("corrupt stored data: {what}").into(),
-            corrupt: true,
-        }
+        Self { source: format!("corrupt stored data: {what}").into(), corrupt: true }
     }
 
     /// Whether the stored data itself is wrong, rather than the backend

@@ -11,6 +11,7 @@
 //! and so on) are available to other crates' tests.
 
 mod catalog;
+mod changes;
 mod clock;
 mod error;
 mod health;
@@ -18,6 +19,7 @@ mod tokens;
 mod users;
 
 pub use catalog::{ConnectionCatalog, CreateConnectionError};
+pub use changes::ChangeSink;
 pub use clock::Clock;
 pub use error::BackendError;
 pub use health::StoreHealth;
@@ -26,6 +28,8 @@ pub use users::{AuthenticationError, Authenticator, CreateUserError, UserDirecto
 
 #[cfg(any(test, feature = "mocks"))]
 pub use catalog::MockConnectionCatalog;
+#[cfg(any(test, feature = "mocks"))]
+pub use changes::MockChangeSink;
 #[cfg(any(test, feature = "mocks"))]
 pub use clock::MockClock;
 #[cfg(any(test, feature = "mocks"))]

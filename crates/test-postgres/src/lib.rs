@@ -54,9 +54,7 @@ async fn admin_connection(admin_url: &str) -> PgConnection {
 
 fn random_name() -> String {
     let mut bytes = [0u8; 8];
-    rand::rngs::SysRng
-        .try_fill_bytes(&mut bytes)
-        .expect("the OS random generator works");
+    rand::rngs::SysRng.try_fill_bytes(&mut bytes).expect("the OS random generator works");
     let suffix: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
     format!("latchkey_test_{suffix}")
 }
@@ -71,21 +69,11 @@ impl TestDatabase {
         let (admin_url, container) = match std::env::var(URL_VARIABLE) {
             Ok(url) => (url, None),
             Err(_) => {
-                let container = Postgres::default()
-                    .with_tag("16-alpine")
-                    .start()
-                    .await
-                    .unwrap_or_else(|e| {
-                        panic!("{URL_VARIABLE} is not set and no container could start: {e}\n{HOW_TO}")
-                    });
-                let port = container
-                    .get_host_port_ipv4(5432)
-                    .await
-                    .expect("the container exposes 5432");
-                (
-                    format!("postgres://postgres:postgres@127.0.0.1:{port}/postgres"),
-                    Some(container),
-                )
+                let container = Postgres::default().with_tag("16-alpine").start().await.unwrap_or_else(|e| {
+                    panic!("{URL_VARIABLE} is not set and no container could start: {e}\n{HOW_TO}")
+                });
+                let port = container.get_host_port_ipv4(5432).await.expect("the container exposes 5432");
+                (format!("postgres://postgres:postgres@127.0.0.1:{port}/postgres"), Some(container))
             }
         };
         let name = random_name();
@@ -98,12 +86,7 @@ impl TestDatabase {
         let _ = admin.close().await;
         let mut url = Url::parse(&admin_url).unwrap_or_else(|e| panic!("{URL_VARIABLE} is not a URL: {e}"));
         url.set_path(&format!("/{name}"));
-        Self {
-            url: url.to_string(),
-            admin_url,
-            name,
-            _container: container,
-        }
+        Self { url: url.to_string(), admin_url, name, _container: container }
     }
 
     /// The database's URL.
@@ -121,12 +104,8 @@ impl TestDatabase {
     /// Drops the database, closing whatever connections remain to it.
     pub async fn drop_database(self) {
         let mut admin = admin_connection(&self.admin_url).await;
-        if let Err(e) = admin
-            .execute(AssertSqlSafe(format!(
-                "DROP DATABASE IF EXISTS {} WITH (FORCE)",
-                self.name
-            )))
-            .await
+        if let Err(e) =
+            admin.execute(AssertSqlSafe(format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name))).await
         {
             eprintln!("could not drop test database {}: {e}", self.name);
         }
@@ -146,10 +125,7 @@ async fn sweep_stale(admin: &mut PgConnection) {
     .unwrap_or_default();
     for (name,) in stale {
         let _ = admin
-            .execute(AssertSqlSafe(format!(
-                "DROP DATABASE IF EXISTS \"{}\" WITH (FORCE)",
-                name.replace('"', "\"\"")
-            )))
+            .execute(AssertSqlSafe(format!("DROP DATABASE IF EXISTS \"{}\" WITH (FORCE)", name.replace('"', "\"\""))))
             .await;
     }
 }

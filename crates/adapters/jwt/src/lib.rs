@@ -91,15 +91,8 @@ impl JwtAuthenticator {
         if secret.len() < MIN_SECRET_BYTES {
             return Err(JwtConfigError::WeakSecret);
         }
-        let key = VerifyingKey {
-            kid: None,
-            algorithm: Algorithm::HS256,
-            key: DecodingKey::from_secret(secret),
-        };
-        Ok(Self {
-            keys: vec![key],
-            settings,
-        })
+        let key = VerifyingKey { kid: None, algorithm: Algorithm::HS256, key: DecodingKey::from_secret(secret) };
+        Ok(Self { keys: vec![key], settings })
     }
 
     /// Accepts RS256 and ES256 tokens signed by the keys of a JWK set (the
@@ -126,11 +119,7 @@ impl JwtAuthenticator {
                 }
             };
             match DecodingKey::from_jwk(jwk) {
-                Ok(key) => keys.push(VerifyingKey {
-                    kid: jwk.common.key_id.clone(),
-                    algorithm,
-                    key,
-                }),
+                Ok(key) => keys.push(VerifyingKey { kid: jwk.common.key_id.clone(), algorithm, key }),
                 Err(e) => tracing::warn!(kid = ?jwk.common.key_id, error = %e, "skipping an unreadable JWK"),
             }
         }
@@ -153,10 +142,7 @@ impl JwtAuthenticator {
     fn principal(&self, claims: &Map<String, Value>) -> Option<Principal> {
         let user = claims.get(&self.settings.user_claim)?.as_str()?;
         let org = claims.get(&self.settings.org_claim)?.as_str()?;
-        Some(Principal {
-            org: OrgName::new(org).ok()?,
-            user: UserName::new(user).ok()?,
-        })
+        Some(Principal { org: OrgName::new(org).ok()?, user: UserName::new(user).ok()? })
     }
 }
 

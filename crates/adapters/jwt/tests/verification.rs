@@ -45,12 +45,7 @@ fn with(changes: Value) -> Value {
 }
 
 fn hs256(claims: &Value) -> String {
-    encode(
-        &Header::new(Algorithm::HS256),
-        claims,
-        &EncodingKey::from_secret(SECRET),
-    )
-    .unwrap()
+    encode(&Header::new(Algorithm::HS256), claims, &EncodingKey::from_secret(SECRET)).unwrap()
 }
 
 fn jwks() -> String {
@@ -60,10 +55,7 @@ fn jwks() -> String {
     rsa_jwk.common.key_id = Some("rsa-1".into());
     let mut ec_jwk = Jwk::from_encoding_key(&ec, Algorithm::ES256).unwrap();
     ec_jwk.common.key_id = Some("ec-1".into());
-    serde_json::to_string(&JwkSet {
-        keys: vec![rsa_jwk, ec_jwk],
-    })
-    .unwrap()
+    serde_json::to_string(&JwkSet { keys: vec![rsa_jwk, ec_jwk] }).unwrap()
 }
 
 fn signed(algorithm: Algorithm, kid: Option<&str>, claims: &Value) -> String {
@@ -88,10 +80,7 @@ async fn accepted(authenticator: &JwtAuthenticator, token: &str) -> Option<(Stri
 #[tokio::test]
 async fn hs256_tokens_with_the_right_claims_are_accepted() {
     let authenticator = JwtAuthenticator::hs256(SECRET, settings()).unwrap();
-    assert_eq!(
-        accepted(&authenticator, &hs256(&claims())).await,
-        Some(("acme".into(), "auth0|ana".into()))
-    );
+    assert_eq!(accepted(&authenticator, &hs256(&claims())).await, Some(("acme".into(), "auth0|ana".into())));
     let several_audiences = with(json!({"aud": ["other", "latchkey"]}));
     assert!(accepted(&authenticator, &hs256(&several_audiences)).await.is_some());
 }
@@ -129,12 +118,7 @@ async fn signatures_and_algorithms_are_checked() {
     )
     .unwrap();
     assert_eq!(accepted(&authenticator, &other_secret).await, None, "wrong secret");
-    let hs512 = encode(
-        &Header::new(Algorithm::HS512),
-        &claims(),
-        &EncodingKey::from_secret(SECRET),
-    )
-    .unwrap();
+    let hs512 = encode(&Header::new(Algorithm::HS512), &claims(), &EncodingKey::from_secret(SECRET)).unwrap();
     assert_eq!(accepted(&authenticator, &hs512).await, None, "algorithm not configured");
     // An unsigned token: header {"alg":"none"}.
     let token = hs256(&claims());
@@ -142,16 +126,8 @@ async fn signatures_and_algorithms_are_checked() {
     let unsigned = format!("eyJhbGciOiJub25lIiwidHlwIjoiSldUIn0.{}.", parts.nth(1).unwrap());
     assert_eq!(accepted(&authenticator, &unsigned).await, None, "alg none");
     let mut tampered: Vec<String> = token.split('.').map(str::to_owned).collect();
-    tampered[1] = hs256(&with(json!({"sub": "mallory"})))
-        .split('.')
-        .nth(1)
-        .unwrap()
-        .to_owned();
-    assert_eq!(
-        accepted(&authenticator, &tampered.join(".")).await,
-        None,
-        "payload swapped"
-    );
+    tampered[1] = hs256(&with(json!({"sub": "mallory"}))).split('.').nth(1).unwrap().to_owned();
+    assert_eq!(accepted(&authenticator, &tampered.join(".")).await, None, "payload swapped");
     for garbage in ["", "a.b.c", "not a jwt", "latchkey_uk_something"] {
         assert_eq!(accepted(&authenticator, garbage).await, None, "{garbage:?}");
     }
@@ -161,56 +137,20 @@ async fn signatures_and_algorithms_are_checked() {
 async fn jwks_keys_accept_rs256_and_es256_and_nothing_else() {
     let authenticator = JwtAuthenticator::from_jwks(&jwks(), settings()).unwrap();
     let expected = Some(("acme".to_owned(), "auth0|ana".to_owned()));
-    assert_eq!(
-        accepted(&authenticator, &signed(Algorithm::RS256, Some("rsa-1"), &claims())).await,
-        expected
-    );
-    assert_eq!(
-        accepted(&authenticator, &signed(Algorithm::ES256, Some("ec-1"), &claims())).await,
-        expected
-    );
-    assert_eq!(
-        accepted(&authenticator, &signed(Algorithm::RS256, None, &claims())).await,
-        expected,
-        "no kid"
-    );
-    assert_eq!(
-        accepted(&authenticator, &signed(Algorithm::RS256, Some("ec-1"), &claims())).await,
-        None,
-        "wrong kid"
-    );
-    assert_eq!(
-        accepted(&authenticator, &signed(Algorithm::HS256, None, &claims())).await,
-        None,
-        "HS256 refused"
-    );
+    assert_eq!(accepted(&authenticator, &signed(Algorithm::RS256, Some("rsa-1"), &claims())).await, expected);
+    assert_eq!(accepted(&authenticator, &signed(Algorithm::ES256, Some("ec-1"), &claims())).await, expected);
+    assert_eq!(accepted(&authenticator, &signed(Algorithm::RS256, None, &claims())).await, expected, "no kid");
+    assert_eq!(accepted(&authenticator, &signed(Algorithm::RS256, Some("ec-1"), &claims())).await, None, "wrong kid");
+    assert_eq!(accepted(&authenticator, &signed(Algorithm::HS256, None, &claims())).await, None, "HS256 refused");
     let expired = with(json!({"exp": get_current_timestamp() - 5}));
-    assert_eq!(
-        accepted(&authenticator, &signed(Algorithm::ES256, Some("ec-1"), &expired)).await,
-        None
-    );
+    assert_eq!(accepted(&authenticator, &signed(Algorithm::ES256, Some("ec-1"), &expired)).await, None);
 }
 
 #[test]
 fn unusable_configurations_are_refused() {
-    assert!(matches!(
-        JwtAuthenticator::hs256(b"short", settings()),
-        Err(JwtConfigError::WeakSecret)
-    ));
-    let no_issuer = JwtSettings {
-        issuer: String::new(),
-        ..settings()
-    };
-    assert!(matches!(
-        JwtAuthenticator::hs256(SECRET, no_issuer),
-        Err(JwtConfigError::MissingClaims)
-    ));
-    assert!(matches!(
-        JwtAuthenticator::from_jwks("{", settings()),
-        Err(JwtConfigError::Jwks(_))
-    ));
-    assert!(matches!(
-        JwtAuthenticator::from_jwks(r#"{"keys": []}"#, settings()),
-        Err(JwtConfigError::NoUsableKey)
-    ));
+    assert!(matches!(JwtAuthenticator::hs256(b"short", settings()), Err(JwtConfigError::WeakSecret)));
+    let no_issuer = JwtSettings { issuer: String::new(), ..settings() };
+    assert!(matches!(JwtAuthenticator::hs256(SECRET, no_issuer), Err(JwtConfigError::MissingClaims)));
+    assert!(matches!(JwtAuthenticator::from_jwks("{", settings()), Err(JwtConfigError::Jwks(_))));
+    assert!(matches!(JwtAuthenticator::from_jwks(r#"{"keys": []}"#, settings()), Err(JwtConfigError::NoUsableKey)));
 }

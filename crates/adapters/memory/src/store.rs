@@ -75,11 +75,7 @@ impl TokenRepository for MemoryStore {
         }
         state.by_hash.insert(token.secret_hash, token.id.clone());
         state.by_name.insert(name_key(token), token.id.clone());
-        state
-            .by_owner
-            .entry(token.owner.clone())
-            .or_default()
-            .insert(list_key(token));
+        state.by_owner.entry(token.owner.clone()).or_default().insert(list_key(token));
         state.tokens.insert(token.id.clone(), token.clone());
         Ok(())
     }
@@ -96,26 +92,17 @@ impl TokenRepository for MemoryStore {
     async fn list(&self, owner: &Principal, after: Option<Cursor>, limit: usize) -> Result<Page, BackendError> {
         let state = self.read();
         let Some(keys) = state.by_owner.get(owner) else {
-            return Ok(Page {
-                tokens: Vec::new(),
-                next: None,
-            });
+            return Ok(Page { tokens: Vec::new(), next: None });
         };
         let start = match after {
             Some(cursor) => Bound::Excluded((Reverse(cursor.created_at), Reverse(cursor.id))),
             None => Bound::Unbounded,
         };
         let mut keys = keys.range((start, Bound::Unbounded));
-        let tokens: Vec<Token> = keys
-            .by_ref()
-            .take(limit)
-            .filter_map(|(_, Reverse(id))| state.tokens.get(id).cloned())
-            .collect();
+        let tokens: Vec<Token> =
+            keys.by_ref().take(limit).filter_map(|(_, Reverse(id))| state.tokens.get(id).cloned()).collect();
         let next = match (keys.next(), tokens.last()) {
-            (Some(_), Some(last)) => Some(Cursor {
-                created_at: last.created_at,
-                id: last.id.clone(),
-            }),
+            (Some(_), Some(last)) => Some(Cursor { created_at: last.created_at, id: last.id.clone() }),
             _ => None,
         };
         Ok(Page { tokens, next })
@@ -150,12 +137,7 @@ impl TokenRepository for MemoryStore {
         if expected_version.is_some_and(|expected| expected != stored.version) {
             return Err(DeleteError::Conflict);
         }
-        let (hash, name, owner, key) = (
-            stored.secret_hash,
-            name_key(stored),
-            stored.owner.clone(),
-            list_key(stored),
-        );
+        let (hash, name, owner, key) = (stored.secret_hash, name_key(stored), stored.owner.clone(), list_key(stored));
         state.tokens.remove(id);
         state.by_hash.remove(&hash);
         state.by_name.remove(&name);
@@ -185,13 +167,7 @@ impl ConnectionCatalog for MemoryStore {
     async fn connections(&self, org: &OrgName) -> Result<Vec<Connection>, BackendError> {
         let state = self.read();
         Ok(state.connections.get(org).map_or_else(Vec::new, |connections| {
-            connections
-                .iter()
-                .map(|(name, provider)| Connection {
-                    name: name.clone(),
-                    provider: *provider,
-                })
-                .collect()
+            connections.iter().map(|(name, provider)| Connection { name: name.clone(), provider: *provider }).collect()
         }))
     }
 
@@ -217,9 +193,7 @@ impl UserDirectory for MemoryStore {
             return Err(CreateUserError::UserExists);
         }
         if state.user_keys.contains_key(key_hash) {
-            return Err(CreateUserError::Backend(BackendError::corrupt(
-                "two users with one key hash",
-            )));
+            return Err(CreateUserError::Backend(BackendError::corrupt("two users with one key hash")));
         }
         state.orgs.insert(principal.org.clone());
         state.users.insert(principal.clone());

@@ -11,7 +11,9 @@
 //!
 //! Architecture invariant: an adapter depends on ports and domain only.
 
+mod changes;
 mod migrations;
 mod store;
 
+pub use changes::{APPLICATION_NAME, CHANNEL, follow_changes};
 pub use store::{ConnectError, PostgresStore};

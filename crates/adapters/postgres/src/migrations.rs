@@ -50,6 +50,25 @@ const MIGRATIONS: &[&str] = &[
     -- Lists: one owner's tokens, newest first.
     CREATE INDEX tokens_by_owner ON tokens (org, owner, created_at DESC, id DESC);
     "#,
+    // 2: tell every instance when a token changes or goes, so that their
+    // authorize caches evict it. NOTIFY is sent when the transaction
+    // commits, and for any writer, latchkey or not. Recording a use does not
+    // change the version, so it notifies nobody.
+    r#"
+    CREATE FUNCTION latchkey_notify_token_change() RETURNS trigger LANGUAGE plpgsql AS $$
+    BEGIN
+        PERFORM pg_notify('latchkey_token_changes', encode(OLD.secret_hash, 'hex'));
+        RETURN NULL;
+    END
+    $$;
+
+    CREATE TRIGGER tokens_changed AFTER UPDATE ON tokens
+        FOR EACH ROW WHEN (OLD.version IS DISTINCT FROM NEW.version OR OLD.secret_hash IS DISTINCT FROM NEW.secret_hash)
+        EXECUTE FUNCTION latchkey_notify_token_change();
+
+    CREATE TRIGGER tokens_deleted AFTER DELETE ON tokens
+        FOR EACH ROW EXECUTE FUNCTION latchkey_notify_token_change();
+    "#,
 ];
 
 /// An arbitrary constant naming latchkey's advisory lock, held while
@@ -75,10 +94,7 @@ pub enum MigrateError {
 /// Applies the migrations the database has not seen yet.
 pub(crate) async fn migrate(pool: &PgPool) -> Result<(), MigrateError> {
     let mut transaction = pool.begin().await?;
-    sqlx::query("SELECT pg_advisory_xact_lock($1)")
-        .bind(MIGRATION_LOCK)
-        .execute(&mut *transaction)
-        .await?;
+    sqlx::query("SELECT pg_advisory_xact_lock($1)").bind(MIGRATION_LOCK).execute(&mut *transaction).await?;
     sqlx::raw_sql(
         "CREATE TABLE IF NOT EXISTS latchkey_schema (
              version integer PRIMARY KEY,
@@ -92,16 +108,9 @@ pub(crate) async fn migrate(pool: &PgPool) -> Result<(), MigrateError> {
         .await?
         .try_get(0)?;
     if usize::try_from(applied).map_or(true, |applied| applied > MIGRATIONS.len()) {
-        return Err(MigrateError::TooNew {
-            found: applied,
-            known: MIGRATIONS.len(),
-        });
+        return Err(MigrateError::TooNew { found: applied, known: MIGRATIONS.len() });
     }
-    for (index, sql) in MIGRATIONS
-        .iter()
-        .enumerate()
-        .skip(usize::try_from(applied).unwrap_or(0))
-    {
+    for (index, sql) in MIGRATIONS.iter().enumerate().skip(usize::try_from(applied).unwrap_or(0)) {
         let version = i32::try_from(index + 1).unwrap_or(i32::MAX);
         sqlx::raw_sql(*sql).execute(&mut *transaction).await?;
         sqlx::query("INSERT INTO latchkey_schema (version) VALUES ($1)")

@@ -93,10 +93,7 @@ fn timestamp(datetime: OffsetDateTime) -> Result<Timestamp, BackendError> {
 
 fn token_row(row: &PgRow) -> Result<TokenRow, BackendError> {
     let get_time = |i: usize| -> Result<Option<Timestamp>, BackendError> {
-        row.try_get::<Option<OffsetDateTime>, _>(i)
-            .map_err(backend)?
-            .map(timestamp)
-            .transpose()
+        row.try_get::<Option<OffsetDateTime>, _>(i).map_err(backend)?.map(timestamp).transpose()
     };
     let required = |t: Option<Timestamp>| t.ok_or_else(|| BackendError::corrupt("missing timestamp"));
     Ok(TokenRow {
@@ -177,15 +174,11 @@ impl TokenRepository for PostgresStore {
     }
 
     async fn find_by_secret_hash(&self, hash: &SecretHash) -> Result<Option<Token>, BackendError> {
-        let row = sqlx::query(concat!(
-            "SELECT ",
-            token_columns!(),
-            " FROM tokens WHERE secret_hash = $1"
-        ))
-        .bind(hash.as_bytes().as_slice())
-        .fetch_optional(&self.pool)
-        .await
-        .map_err(backend)?;
+        let row = sqlx::query(concat!("SELECT ", token_columns!(), " FROM tokens WHERE secret_hash = $1"))
+            .bind(hash.as_bytes().as_slice())
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(backend)?;
         row.as_ref().map(token).transpose()
     }
 
@@ -216,10 +209,7 @@ impl TokenRepository for PostgresStore {
         let mut tokens = rows.iter().map(token).collect::<Result<Vec<_>, _>>()?;
         let next = if tokens.len() > limit {
             tokens.truncate(limit);
-            tokens.last().map(|t| Cursor {
-                created_at: t.created_at,
-                id: t.id.clone(),
-            })
+            tokens.last().map(|t| Cursor { created_at: t.created_at, id: t.id.clone() })
         } else {
             None
         };
@@ -246,11 +236,9 @@ impl TokenRepository for PostgresStore {
             Ok(result) if result.rows_affected() == 1 => Ok(()),
             // The row changed or vanished between the caller's read and
             // this write; which one is told by whether it still exists.
-            Ok(_) => Err(if self.exists(token.id.as_str()).await? {
-                UpdateError::Conflict
-            } else {
-                UpdateError::NotFound
-            }),
+            Ok(_) => {
+                Err(if self.exists(token.id.as_str()).await? { UpdateError::Conflict } else { UpdateError::NotFound })
+            }
             Err(e) if unique_violation(&e).is_some() => Err(UpdateError::NameTaken),
             Err(e) => Err(UpdateError::Backend(backend(e))),
         }
@@ -320,9 +308,7 @@ impl ConnectionCatalog for PostgresStore {
                 let provider: String = row.try_get(1).map_err(backend)?;
                 Ok(Connection {
                     name: ConnectionName::new(&name).map_err(|_| BackendError::corrupt("connection name"))?,
-                    provider: provider
-                        .parse()
-                        .map_err(|_| BackendError::corrupt("connection provider"))?,
+                    provider: provider.parse().map_err(|_| BackendError::corrupt("connection provider"))?,
                 })
             })
             .collect()
@@ -372,10 +358,7 @@ impl UserDirectory for PostgresStore {
                 });
             }
         }
-        transaction
-            .commit()
-            .await
-            .map_err(|e| CreateUserError::Backend(backend(e)))
+        transaction.commit().await.map_err(|e| CreateUserError::Backend(backend(e)))
     }
 
     async fn find_by_key_hash(&self, key_hash: &SecretHash) -> Result<Option<Principal>, BackendError> {
@@ -416,10 +399,6 @@ impl UserDirectory for PostgresStore {
 #[async_trait]
 impl StoreHealth for PostgresStore {
     async fn ping(&self) -> Result<(), BackendError> {
-        sqlx::query("SELECT 1")
-            .execute(&self.pool)
-            .await
-            .map(drop)
-            .map_err(backend)
+        sqlx::query("SELECT 1").execute(&self.pool).await.map(drop).map_err(backend)
     }
 }

@@ -11,9 +11,7 @@ use latchkey_test_postgres::TestDatabase;
 
 async fn fresh() -> Stores {
     let database = TestDatabase::create().await;
-    let store = PostgresStore::connect(database.url(), 8)
-        .await
-        .expect("connect and migrate");
+    let store = PostgresStore::connect(database.url(), 8).await.expect("connect and migrate");
     let closing = store.clone();
     Stores::from_one(Arc::new(store)).with_teardown(Box::new(move || {
         Box::pin(async move {

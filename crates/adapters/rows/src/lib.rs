@@ -162,16 +162,9 @@ fn decode_grants(text: &str) -> Option<Vec<Grant>> {
     items
         .iter()
         .map(|item| match item.as_array()?.as_slice() {
-            [
-                Value::String(connection),
-                Value::String(provider),
-                Value::String(source),
-            ] => Grant::new(
-                ConnectionName::new(connection).ok()?,
-                provider.parse::<Provider>().ok()?,
-                source,
-            )
-            .ok(),
+            [Value::String(connection), Value::String(provider), Value::String(source)] => {
+                Grant::new(ConnectionName::new(connection).ok()?, provider.parse::<Provider>().ok()?, source).ok()
+            }
             _ => None,
         })
         .collect()
@@ -181,10 +174,7 @@ fn decode_referers(text: &str) -> Option<Vec<RefererPattern>> {
     let Value::Array(items) = serde_json::from_str(text).ok()? else {
         return None;
     };
-    items
-        .iter()
-        .map(|item| RefererPattern::parse(item.as_str()?).ok())
-        .collect()
+    items.iter().map(|item| RefererPattern::parse(item.as_str()?).ok()).collect()
 }
 
 #[cfg(test)]
@@ -212,76 +202,16 @@ mod tests {
         let token = good.clone().into_token().unwrap();
         assert_eq!(TokenRow::from_token(&token).unwrap(), good);
         let broken: Vec<(&str, TokenRow)> = vec![
-            (
-                "id",
-                TokenRow {
-                    id: "short".into(),
-                    ..good.clone()
-                },
-            ),
-            (
-                "hash",
-                TokenRow {
-                    secret_hash: vec![0; 31],
-                    ..good.clone()
-                },
-            ),
-            (
-                "apis",
-                TokenRow {
-                    allowed_apis: "maps,imports".into(),
-                    ..good.clone()
-                },
-            ),
-            (
-                "unknown api",
-                TokenRow {
-                    allowed_apis: "teleport".into(),
-                    ..good.clone()
-                },
-            ),
-            (
-                "grant json",
-                TokenRow {
-                    grants: "[".into(),
-                    ..good.clone()
-                },
-            ),
-            (
-                "grant shape",
-                TokenRow {
-                    grants: r#"[["carto_dw","p.d.t"]]"#.into(),
-                    ..good.clone()
-                },
-            ),
-            (
-                "provider",
-                TokenRow {
-                    grants: r#"[["carto_dw","oracle","p.d.t"]]"#.into(),
-                    ..good.clone()
-                },
-            ),
-            (
-                "unserved api",
-                TokenRow {
-                    grants: "[]".into(),
-                    ..good.clone()
-                },
-            ),
-            (
-                "referer",
-                TokenRow {
-                    referers: r#"["ftp://x"]"#.into(),
-                    ..good.clone()
-                },
-            ),
-            (
-                "version",
-                TokenRow {
-                    version: -1,
-                    ..good.clone()
-                },
-            ),
+            ("id", TokenRow { id: "short".into(), ..good.clone() }),
+            ("hash", TokenRow { secret_hash: vec![0; 31], ..good.clone() }),
+            ("apis", TokenRow { allowed_apis: "maps,imports".into(), ..good.clone() }),
+            ("unknown api", TokenRow { allowed_apis: "teleport".into(), ..good.clone() }),
+            ("grant json", TokenRow { grants: "[".into(), ..good.clone() }),
+            ("grant shape", TokenRow { grants: r#"[["carto_dw","p.d.t"]]"#.into(), ..good.clone() }),
+            ("provider", TokenRow { grants: r#"[["carto_dw","oracle","p.d.t"]]"#.into(), ..good.clone() }),
+            ("unserved api", TokenRow { grants: "[]".into(), ..good.clone() }),
+            ("referer", TokenRow { referers: r#"["ftp://x"]"#.into(), ..good.clone() }),
+            ("version", TokenRow { version: -1, ..good.clone() }),
         ];
         for (what, row) in broken {
             assert!(row.into_token().is_err(), "{what}");

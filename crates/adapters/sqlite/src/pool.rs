@@ -74,20 +74,12 @@ fn create_private(path: &Path) -> std::io::Result<()> {
 impl Pool {
     /// Opens (creating when needed) and migrates the file. Blocking.
     pub(crate) fn open(path: &Path) -> Result<Self, OpenError> {
-        let sqlite = |source| OpenError::Sqlite {
-            path: path.to_owned(),
-            source,
-        };
-        create_private(path).map_err(|source| OpenError::Io {
-            path: path.to_owned(),
-            source,
-        })?;
+        let sqlite = |source| OpenError::Sqlite { path: path.to_owned(), source };
+        create_private(path).map_err(|source| OpenError::Io { path: path.to_owned(), source })?;
         let flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX | OpenFlags::SQLITE_OPEN_URI;
         let mut writer = Connection::open_with_flags(path, flags).map_err(sqlite)?;
         configure(&writer).map_err(sqlite)?;
-        let mode: String = writer
-            .query_row("PRAGMA journal_mode = WAL", [], |row| row.get(0))
-            .map_err(sqlite)?;
+        let mode: String = writer.query_row("PRAGMA journal_mode = WAL", [], |row| row.get(0)).map_err(sqlite)?;
         if !mode.eq_ignore_ascii_case("wal") {
             tracing::warn!(%mode, "SQLite did not switch to WAL mode");
         }
@@ -100,11 +92,7 @@ impl Pool {
             })
             .collect::<rusqlite::Result<Vec<_>>>()
             .map_err(sqlite)?;
-        Ok(Self {
-            writer: Mutex::new(writer),
-            readers,
-            next_reader: AtomicUsize::new(0),
-        })
+        Ok(Self { writer: Mutex::new(writer), readers, next_reader: AtomicUsize::new(0) })
     }
 }
 

@@ -38,10 +38,7 @@ impl SqliteStore {
         let path = path.as_ref().to_owned();
         let pool = tokio::task::spawn_blocking(move || Pool::open(&path))
             .await
-            .map_err(|e| OpenError::Io {
-                path: Default::default(),
-                source: std::io::Error::other(e),
-            })??;
+            .map_err(|e| OpenError::Io { path: Default::default(), source: std::io::Error::other(e) })??;
         Ok(Self { pool: Arc::new(pool) })
     }
 
@@ -192,16 +189,10 @@ impl TokenRepository for SqliteStore {
                 .collect::<rusqlite::Result<Vec<_>>>()
         })
         .await?;
-        let mut tokens = rows
-            .into_iter()
-            .map(TokenRow::into_token)
-            .collect::<Result<Vec<_>, _>>()?;
+        let mut tokens = rows.into_iter().map(TokenRow::into_token).collect::<Result<Vec<_>, _>>()?;
         let next = if tokens.len() > limit {
             tokens.truncate(limit);
-            tokens.last().map(|t| Cursor {
-                created_at: t.created_at,
-                id: t.id.clone(),
-            })
+            tokens.last().map(|t| Cursor { created_at: t.created_at, id: t.id.clone() })
         } else {
             None
         };
@@ -218,9 +209,7 @@ impl TokenRepository for SqliteStore {
         let version = version_to_column(token.version)?;
         let expected = version_to_column(expected_version)?;
         pool::write(&self.pool, move |c| {
-            let transaction = c
-                .transaction_with_behavior(TransactionBehavior::Immediate)
-                .map_err(backend)?;
+            let transaction = c.transaction_with_behavior(TransactionBehavior::Immediate).map_err(backend)?;
             let changed = transaction.execute(
                 "UPDATE tokens SET name = ?1, allowed_apis = ?2, grants = ?3, referers = ?4, updated_at = ?5,
                         version = ?6
@@ -231,15 +220,9 @@ impl TokenRepository for SqliteStore {
                 Ok(1) => {}
                 Ok(_) => {
                     let exists: bool = transaction
-                        .query_row("SELECT EXISTS (SELECT 1 FROM tokens WHERE id = ?1)", [&id], |r| {
-                            r.get(0)
-                        })
+                        .query_row("SELECT EXISTS (SELECT 1 FROM tokens WHERE id = ?1)", [&id], |r| r.get(0))
                         .map_err(backend)?;
-                    return Err(if exists {
-                        UpdateError::Conflict
-                    } else {
-                        UpdateError::NotFound
-                    });
+                    return Err(if exists { UpdateError::Conflict } else { UpdateError::NotFound });
                 }
                 Err(e) if unique_violation(&e).is_some() => return Err(UpdateError::NameTaken),
                 Err(e) => return Err(UpdateError::Backend(backend(e))),
@@ -253,26 +236,15 @@ impl TokenRepository for SqliteStore {
         let id = id.to_string();
         let expected = expected_version.map(version_to_column).transpose()?;
         pool::write(&self.pool, move |c| {
-            let transaction = c
-                .transaction_with_behavior(TransactionBehavior::Immediate)
-                .map_err(backend)?;
+            let transaction = c.transaction_with_behavior(TransactionBehavior::Immediate).map_err(backend)?;
             let deleted = transaction
-                .execute(
-                    "DELETE FROM tokens WHERE id = ?1 AND (?2 IS NULL OR version = ?2)",
-                    params![id, expected],
-                )
+                .execute("DELETE FROM tokens WHERE id = ?1 AND (?2 IS NULL OR version = ?2)", params![id, expected])
                 .map_err(backend)?;
             if deleted == 0 {
                 let exists: bool = transaction
-                    .query_row("SELECT EXISTS (SELECT 1 FROM tokens WHERE id = ?1)", [&id], |r| {
-                        r.get(0)
-                    })
+                    .query_row("SELECT EXISTS (SELECT 1 FROM tokens WHERE id = ?1)", [&id], |r| r.get(0))
                     .map_err(backend)?;
-                return Err(if exists {
-                    DeleteError::Conflict
-                } else {
-                    DeleteError::NotFound
-                });
+                return Err(if exists { DeleteError::Conflict } else { DeleteError::NotFound });
             }
             transaction.commit().map_err(|e| DeleteError::Backend(backend(e)))
         })
@@ -285,9 +257,7 @@ impl TokenRepository for SqliteStore {
         }
         let uses: Vec<(String, i64)> = uses.iter().map(|(id, at)| (id.to_string(), micros(*at))).collect();
         pool::write(&self.pool, move |c| {
-            let transaction = c
-                .transaction_with_behavior(TransactionBehavior::Immediate)
-                .map_err(backend)?;
+            let transaction = c.transaction_with_behavior(TransactionBehavior::Immediate).map_err(backend)?;
             {
                 let mut statement = transaction
                     .prepare_cached(
@@ -328,9 +298,7 @@ impl ConnectionCatalog for SqliteStore {
             .map(|(name, provider)| {
                 Ok(Connection {
                     name: ConnectionName::new(&name).map_err(|_| BackendError::corrupt("connection name"))?,
-                    provider: provider
-                        .parse()
-                        .map_err(|_| BackendError::corrupt("connection provider"))?,
+                    provider: provider.parse().map_err(|_| BackendError::corrupt("connection provider"))?,
                 })
             })
             .collect()
@@ -341,13 +309,9 @@ impl ConnectionCatalog for SqliteStore {
         let name = connection.name.to_string();
         let provider = connection.provider.as_str();
         pool::write(&self.pool, move |c| {
-            let transaction = c
-                .transaction_with_behavior(TransactionBehavior::Immediate)
-                .map_err(backend)?;
+            let transaction = c.transaction_with_behavior(TransactionBehavior::Immediate).map_err(backend)?;
             let org_exists: bool = transaction
-                .query_row("SELECT EXISTS (SELECT 1 FROM orgs WHERE name = ?1)", [&org], |r| {
-                    r.get(0)
-                })
+                .query_row("SELECT EXISTS (SELECT 1 FROM orgs WHERE name = ?1)", [&org], |r| r.get(0))
                 .map_err(backend)?;
             if !org_exists {
                 return Err(CreateConnectionError::UnknownOrg);
@@ -360,9 +324,7 @@ impl ConnectionCatalog for SqliteStore {
                 Err(e) if unique_violation(&e).is_some() => return Err(CreateConnectionError::NameTaken),
                 Err(e) => return Err(CreateConnectionError::Backend(backend(e))),
             }
-            transaction
-                .commit()
-                .map_err(|e| CreateConnectionError::Backend(backend(e)))
+            transaction.commit().map_err(|e| CreateConnectionError::Backend(backend(e)))
         })
         .await
     }
@@ -375,16 +337,11 @@ impl UserDirectory for SqliteStore {
         let user = principal.user.to_string();
         let hash = key_hash.as_bytes().to_vec();
         pool::write(&self.pool, move |c| {
-            let transaction = c
-                .transaction_with_behavior(TransactionBehavior::Immediate)
-                .map_err(backend)?;
-            transaction
-                .execute("INSERT OR IGNORE INTO orgs (name) VALUES (?1)", [&org])
-                .map_err(backend)?;
-            match transaction.execute(
-                "INSERT INTO users (org, name, key_hash) VALUES (?1, ?2, ?3)",
-                params![org, user, hash],
-            ) {
+            let transaction = c.transaction_with_behavior(TransactionBehavior::Immediate).map_err(backend)?;
+            transaction.execute("INSERT OR IGNORE INTO orgs (name) VALUES (?1)", [&org]).map_err(backend)?;
+            match transaction
+                .execute("INSERT INTO users (org, name, key_hash) VALUES (?1, ?2, ?3)", params![org, user, hash])
+            {
                 Ok(_) => {}
                 Err(e) => {
                     return Err(match unique_violation(&e) {
@@ -419,18 +376,13 @@ impl UserDirectory for SqliteStore {
     }
 
     async fn has_users(&self) -> Result<bool, BackendError> {
-        pool::read(&self.pool, |c| {
-            c.query_row("SELECT EXISTS (SELECT 1 FROM users)", [], |r| r.get(0))
-        })
-        .await
+        pool::read(&self.pool, |c| c.query_row("SELECT EXISTS (SELECT 1 FROM users)", [], |r| r.get(0))).await
     }
 
     async fn org_exists(&self, org: &OrgName) -> Result<bool, BackendError> {
         let org = org.to_string();
         pool::read(&self.pool, move |c| {
-            c.query_row("SELECT EXISTS (SELECT 1 FROM orgs WHERE name = ?1)", [org], |r| {
-                r.get(0)
-            })
+            c.query_row("SELECT EXISTS (SELECT 1 FROM orgs WHERE name = ?1)", [org], |r| r.get(0))
         })
         .await
     }

@@ -10,9 +10,7 @@ use latchkey_sqlite::SqliteStore;
 
 async fn fresh() -> Stores {
     let dir = std::env::temp_dir().join(format!("latchkey-sqlite-{}-{}", std::process::id(), unique()));
-    let store = SqliteStore::open(dir.join("test.db"))
-        .await
-        .expect("open a fresh SQLite file");
+    let store = SqliteStore::open(dir.join("test.db")).await.expect("open a fresh SQLite file");
     Stores::from_one(Arc::new(store)).with_teardown(Box::new(move || {
         Box::pin(async move {
             let _ = std::fs::remove_dir_all(dir);

@@ -41,10 +41,7 @@ async fn the_file_is_private_to_its_owner() {
 async fn reopening_keeps_data_and_a_newer_schema_is_refused() {
     let dir = temp_dir("reopen");
     let path = dir.join("l.db");
-    let ana = Principal {
-        org: OrgName::new("acme").unwrap(),
-        user: UserName::new("ana").unwrap(),
-    };
+    let ana = Principal { org: OrgName::new("acme").unwrap(), user: UserName::new("ana").unwrap() };
     let key = UserKey::generate(&mut rand::rngs::SysRng).unwrap();
     {
         let store = SqliteStore::open(&path).await.unwrap();

@@ -15,10 +15,7 @@ pub fn connections() -> Vec<Connection> {
         ("dbx", Provider::Databricks),
     ]
     .into_iter()
-    .map(|(name, provider)| Connection {
-        name: ConnectionName::new(name).unwrap(),
-        provider,
-    })
+    .map(|(name, provider)| Connection { name: ConnectionName::new(name).unwrap(), provider })
     .collect()
 }
 
@@ -27,10 +24,7 @@ pub fn now() -> Timestamp {
 }
 
 pub fn grant(connection: &str, source: &str) -> GrantDraft {
-    GrantDraft {
-        connection_name: connection.into(),
-        source: source.into(),
-    }
+    GrantDraft { connection_name: connection.into(), source: source.into() }
 }
 
 pub fn draft(apis: &[&str], grants: Vec<GrantDraft>, referers: &[&str]) -> TokenDraft {
@@ -46,14 +40,7 @@ pub fn draft(apis: &[&str], grants: Vec<GrantDraft>, referers: &[&str]) -> Token
 /// A valid policy, or a panic that shows why not.
 pub fn policy(apis: &[&str], grants: Vec<GrantDraft>, referers: &[&str], expiration: Option<&str>) -> Policy {
     let draft = draft(apis, grants, referers);
-    match validate(
-        &draft,
-        ExpirationInput::Requested {
-            date: expiration,
-            now: now(),
-        },
-        &connections(),
-    ) {
+    match validate(&draft, ExpirationInput::Requested { date: expiration, now: now() }, &connections()) {
         Ok(valid) => valid.policy,
         Err(issues) => panic!("invalid test policy: {issues:#?}"),
     }

@@ -1,0 +1,127 @@
+//! LISTEN/NOTIFY: every update or delete of a token is heard, uses are not,
+//! and a killed listener connection is reported and replaced.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use latchkey_domain::validation::{ExpirationInput, GrantDraft, TokenDraft, validate};
+use latchkey_domain::{
+    Connection, ConnectionName, OrgName, Principal, Provider, SealedSecret, SecretHash, Timestamp, Token, TokenId,
+    TokenName, TokenValue, UserName,
+};
+use latchkey_ports::{ChangeSink, TokenRepository};
+use latchkey_postgres::{APPLICATION_NAME, PostgresStore, follow_changes};
+use latchkey_test_postgres::TestDatabase;
+use rand::rngs::SysRng;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Event {
+    Changed(SecretHash),
+    Lost,
+    Restored,
+}
+
+#[derive(Default)]
+struct Recorder(Mutex<Vec<Event>>);
+
+impl ChangeSink for Recorder {
+    fn token_changed(&self, secret_hash: &SecretHash) {
+        self.0.lock().unwrap().push(Event::Changed(*secret_hash));
+    }
+    fn feed_lost(&self) {
+        self.0.lock().unwrap().push(Event::Lost);
+    }
+    fn feed_restored(&self) {
+        self.0.lock().unwrap().push(Event::Restored);
+    }
+}
+
+impl Recorder {
+    async fn wait_for(&self, event: &Event) {
+        for _ in 0..200 {
+            if self.0.lock().unwrap().contains(event) {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+        panic!("never heard {event:?}; heard {:?}", self.0.lock().unwrap());
+    }
+
+    fn take(&self) -> Vec<Event> {
+        std::mem::take(&mut *self.0.lock().unwrap())
+    }
+}
+
+fn token() -> Token {
+    let draft = TokenDraft {
+        allowed_apis: vec!["maps".into()],
+        grants: vec![GrantDraft { connection_name: "dw".into(), source: "a.b.c".into() }],
+        ..TokenDraft::default()
+    };
+    let connections = [Connection { name: ConnectionName::new("dw").unwrap(), provider: Provider::Bigquery }];
+    let policy = validate(&draft, ExpirationInput::Kept(None), &connections).unwrap().policy;
+    let id = TokenId::generate(&mut SysRng).unwrap();
+    let now = Timestamp::from_unix_micros(1_800_000_000_000_000).unwrap();
+    Token {
+        name: TokenName::default_for(&id),
+        id,
+        owner: Principal { org: OrgName::new("acme").unwrap(), user: UserName::new("ana").unwrap() },
+        policy,
+        secret_hash: TokenValue::generate(&mut SysRng).unwrap().hash(),
+        sealed_secret: SealedSecret::new(vec![1]),
+        created_at: now,
+        updated_at: now,
+        last_used_at: None,
+        version: 1,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn changes_are_heard_and_a_lost_listener_comes_back() {
+    let database = TestDatabase::create().await;
+    let store = PostgresStore::connect(database.url(), 4).await.unwrap();
+    let recorder = Arc::new(Recorder::default());
+    let listening = tokio::spawn(follow_changes(database.url().to_owned(), recorder.clone()));
+    recorder.wait_for(&Event::Restored).await;
+    recorder.take();
+
+    let original = token();
+    store.insert(&original).await.unwrap();
+    store.record_last_use(&[(original.id.clone(), original.created_at)]).await.unwrap();
+    let renamed = Token { name: TokenName::new("renamed").unwrap(), version: 2, ..original.clone() };
+    store.update(&renamed, 1).await.unwrap();
+    recorder.wait_for(&Event::Changed(original.secret_hash)).await;
+    assert_eq!(recorder.take(), [Event::Changed(original.secret_hash)], "an insert and a use notify nobody");
+    store.delete(&original.id, None).await.unwrap();
+    recorder.wait_for(&Event::Changed(original.secret_hash)).await;
+    recorder.take();
+
+    // Kill the listening connection, as a failover or an operator would.
+    let killed: i64 = sqlx::query_scalar(
+        "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity
+         WHERE application_name = $1 AND datname = current_database()",
+    )
+    .bind(format!("{APPLICATION_NAME}-{}", std::process::id()))
+    .fetch_one(store.pool())
+    .await
+    .unwrap();
+    assert_eq!(killed, 1, "one listening connection");
+    recorder.wait_for(&Event::Lost).await;
+    recorder.wait_for(&Event::Restored).await;
+    let events = recorder.take();
+    let lost = events.iter().position(|e| *e == Event::Lost).unwrap();
+    let restored = events.iter().rposition(|e| *e == Event::Restored).unwrap();
+    assert!(lost < restored, "lost, then restored: {events:?}");
+
+    // And it hears changes again.
+    let again = token();
+    store.insert(&again).await.unwrap();
+    store.delete(&again.id, None).await.unwrap();
+    recorder.wait_for(&Event::Changed(again.secret_hash)).await;
+
+    listening.abort();
+    store.close().await;
+    database.drop_database().await;
+}

@@ -1,0 +1,132 @@
+//! The authorize cache: tokens by the hash of their value, so that the hot
+//! path usually decides without a storage round trip.
+//!
+//! Correctness rests on eviction, not on expiry. A change or delete made
+//! through this instance evicts at once; one made through another instance
+//! arrives through a [`ChangeSink`] feed (PostgreSQL LISTEN/NOTIFY) and
+//! evicts here within that feed's delay. While the feed is down the cache
+//! is emptied and bypassed, since changes would go unheard. The time to live
+//! only bounds the damage of a feed that fails silently.
+//!
+//! Only tokens that exist are cached: a value unknown now may be created in
+//! the next second, and must then authorize at once.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::Duration;
+
+use latchkey_domain::{SecretHash, Token};
+use latchkey_ports::ChangeSink;
+use moka::sync::Cache;
+
+/// How the cache is sized.
+#[derive(Clone, Copy, Debug)]
+pub struct CacheSettings {
+    /// The most tokens kept; 0 turns caching off.
+    pub capacity: u64,
+    /// How long an entry may live without being evicted by a change.
+    pub time_to_live: Duration,
+}
+
+impl Default for CacheSettings {
+    fn default() -> Self {
+        Self { capacity: 100_000, time_to_live: Duration::from_secs(300) }
+    }
+}
+
+/// Tokens by secret hash, kept true by eviction.
+pub struct TokenCache {
+    entries: Option<Cache<SecretHash, Arc<Token>>>,
+    /// Whether changes made elsewhere are being heard.
+    trusted: AtomicBool,
+    /// Counts evictions. A lookup that started before an eviction must not
+    /// cache what it read: the row may be the one the eviction was about.
+    epoch: AtomicU64,
+}
+
+/// A lookup in progress: remembers the epoch it started in.
+#[derive(Clone, Copy, Debug)]
+pub struct Ticket(u64);
+
+impl TokenCache {
+    /// A cache whose change feed starts `trusted` (true for a store with no
+    /// other writers, such as memory or a SQLite file; false for PostgreSQL
+    /// until its listener has subscribed).
+    #[must_use]
+    pub fn new(settings: CacheSettings, trusted: bool) -> Self {
+        let entries = (settings.capacity > 0)
+            .then(|| Cache::builder().max_capacity(settings.capacity).time_to_live(settings.time_to_live).build());
+        Self { entries, trusted: AtomicBool::new(trusted), epoch: AtomicU64::new(0) }
+    }
+
+    /// A cache that caches nothing.
+    #[must_use]
+    pub fn disabled() -> Self {
+        Self::new(CacheSettings { capacity: 0, time_to_live: Duration::ZERO }, false)
+    }
+
+    /// The cached token for `hash`, if any, and a ticket for storing what a
+    /// lookup finds otherwise.
+    pub fn get(&self, hash: &SecretHash) -> (Option<Arc<Token>>, Ticket) {
+        let ticket = Ticket(self.epoch.load(Ordering::Acquire));
+        let hit = match &self.entries {
+            Some(entries) if self.trusted.load(Ordering::Acquire) => entries.get(hash),
+            _ => None,
+        };
+        (hit, ticket)
+    }
+
+    /// Keeps `token`, read from storage under `ticket`, unless something was
+    /// evicted since the ticket was taken or the feed is down.
+    pub fn put(&self, ticket: Ticket, token: Arc<Token>) {
+        let Some(entries) = &self.entries else { return };
+        if !self.trusted.load(Ordering::Acquire) || self.epoch.load(Ordering::Acquire) != ticket.0 {
+            return;
+        }
+        let hash = token.secret_hash;
+        entries.insert(hash, token);
+        // An eviction that raced with the insert above may have run before
+        // it; undo the insert in that case rather than serve a stale token.
+        if self.epoch.load(Ordering::Acquire) != ticket.0 || !self.trusted.load(Ordering::Acquire) {
+            entries.invalidate(&hash);
+        }
+    }
+
+    /// Forgets the token with this hash.
+    pub fn evict(&self, hash: &SecretHash) {
+        self.epoch.fetch_add(1, Ordering::AcqRel);
+        if let Some(entries) = &self.entries {
+            entries.invalidate(hash);
+        }
+    }
+
+    fn clear(&self) {
+        self.epoch.fetch_add(1, Ordering::AcqRel);
+        if let Some(entries) = &self.entries {
+            entries.invalidate_all();
+        }
+    }
+
+    /// Whether cached answers are being used (the feed is up and the cache
+    /// is on).
+    #[must_use]
+    pub fn is_serving(&self) -> bool {
+        self.entries.is_some() && self.trusted.load(Ordering::Acquire)
+    }
+}
+
+impl ChangeSink for TokenCache {
+    fn token_changed(&self, secret_hash: &SecretHash) {
+        self.evict(secret_hash);
+    }
+
+    fn feed_lost(&self) {
+        self.trusted.store(false, Ordering::Release);
+        self.clear();
+    }
+
+    fn feed_restored(&self) {
+        self.clear();
+        self.trusted.store(true, Ordering::Release);
+    }
+}

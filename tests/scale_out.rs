@@ -1,0 +1,138 @@
+//! Scale-out: two `latchkey serve` processes on one PostgreSQL database.
+//! A change or delete through one is honoured by the other at once, also
+//! after the other's listening connection was killed.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod support;
+
+use std::time::{Duration, Instant};
+
+use latchkey_test_postgres::TestDatabase;
+use reqwest::{Method, StatusCode};
+use serde_json::{Value, json};
+use support::{Server, TempDir};
+
+const LISTENING: &str = "listening for token changes";
+
+/// Asks `server` until the answer for `request` is `expected`, for at most
+/// five seconds (the test only checks that it happens; the benchmarks
+/// measure how fast).
+async fn until(server: &Server, request: &Value, expected: (bool, Option<&str>)) -> Duration {
+    let start = Instant::now();
+    loop {
+        let (allowed, reason) = server.authorize(request.clone()).await;
+        if (allowed, reason.as_deref()) == expected {
+            return start.elapsed();
+        }
+        assert!(start.elapsed() < Duration::from_secs(5), "still {allowed} {reason:?}, expected {expected:?}");
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+}
+
+fn table_request(token: &Value, table: &str) -> Value {
+    json!({"token": token["token"], "api": "maps", "connection_name": "carto_dw", "source_type": "table", "source": table})
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_instances_agree_on_every_change() {
+    let database = TestDatabase::create().await;
+    let dir = TempDir::new("scale-out");
+    let a = Server::start(database.url(), &[], &[], &dir.path().join("a.log"));
+    let key = a.admin_key.clone().expect("the first instance bootstraps");
+    let b = Server::start(database.url(), &[], &[], &dir.path().join("b.log"));
+    assert!(b.admin_key.is_none(), "the second finds the users there");
+    b.wait_for_log(LISTENING, 1).await;
+    let key = Some(key.as_str());
+
+    // An edit through A is re-evaluated by B.
+    let (status, token) = a
+        .call(
+            Method::POST,
+            "/v3/tokens",
+            key,
+            Some(json!({"allowed_apis": ["maps"],
+            "grants": [{"connection_name": "carto_dw", "source": "p.d.roads"}]})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED);
+    let roads = table_request(&token, "p.d.roads");
+    for _ in 0..3 {
+        assert_eq!(b.authorize(roads.clone()).await, (true, None), "B allows, and caches");
+    }
+    let id = token["id"].as_str().unwrap();
+    let (status, _) = a
+        .call(
+            Method::PATCH,
+            &format!("/v3/tokens/{id}"),
+            key,
+            Some(json!({"grants": [{"connection_name": "carto_dw", "source": "p.d.rivers"}]})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let took = until(&b, &roads, (false, Some("source_not_granted"))).await;
+    println!("B re-evaluated the edit after {took:?}");
+    assert_eq!(b.authorize(table_request(&token, "p.d.rivers")).await, (true, None));
+
+    // A delete through A is refused by B.
+    let (status, _) = a.call(Method::DELETE, &format!("/v3/tokens/{id}"), key, None).await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    let took = until(&b, &table_request(&token, "p.d.rivers"), (false, Some("token_unknown"))).await;
+    println!("B refused the deleted token after {took:?}");
+
+    // Kill B's listening connection. B notices, stops trusting its cache,
+    // and subscribes again.
+    let admin = sqlx_connection(database.url()).await;
+    let killed: i64 = sqlx::query_scalar(
+        "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity
+         WHERE application_name = $1 AND datname = current_database()",
+    )
+    .bind(format!("{}-{}", latchkey_postgres::APPLICATION_NAME, b.pid()))
+    .fetch_one(&admin)
+    .await
+    .unwrap();
+    assert_eq!(killed, 1, "B's listener was found and killed");
+    b.wait_for_log("lost the connection that listens for token changes", 1).await;
+
+    // Whatever the state of B's listener, B is right.
+    let (_, second) = a
+        .call(
+            Method::POST,
+            "/v3/tokens",
+            key,
+            Some(json!({"allowed_apis": ["maps"],
+            "grants": [{"connection_name": "carto_dw", "source": "p.d.roads"}]})),
+        )
+        .await;
+    let request = table_request(&second, "p.d.roads");
+    assert_eq!(b.authorize(request.clone()).await, (true, None));
+    a.call(Method::DELETE, &format!("/v3/tokens/{}", second["id"].as_str().unwrap()), key, None).await;
+    until(&b, &request, (false, Some("token_unknown"))).await;
+
+    // Once subscribed again, B caches and hears changes as before.
+    b.wait_for_log(LISTENING, 2).await;
+    let (_, third) = a
+        .call(
+            Method::POST,
+            "/v3/tokens",
+            key,
+            Some(json!({"allowed_apis": ["maps"],
+            "grants": [{"connection_name": "carto_dw", "source": "p.d.roads"}]})),
+        )
+        .await;
+    let request = table_request(&third, "p.d.roads");
+    for _ in 0..3 {
+        assert_eq!(b.authorize(request.clone()).await, (true, None));
+    }
+    a.call(Method::DELETE, &format!("/v3/tokens/{}", third["id"].as_str().unwrap()), key, None).await;
+    let took = until(&b, &request, (false, Some("token_unknown"))).await;
+    println!("after recovery, B refused the deleted token after {took:?}");
+
+    assert!(a.stop().success() && b.stop().success());
+    admin.close().await;
+    database.drop_database().await;
+}
+
+async fn sqlx_connection(url: &str) -> sqlx::PgPool {
+    sqlx::postgres::PgPoolOptions::new().max_connections(1).connect(url).await.unwrap()
+}
