@@ -2,7 +2,7 @@
 //! A change or delete through one is honoured by the other at once, also
 //! after the other's listening connection was killed.
 
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::print_stdout)]
 
 mod support;
 

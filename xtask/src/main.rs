@@ -4,7 +4,9 @@
 
 #![allow(clippy::print_stdout)]
 
+mod api_conformance;
 mod architecture;
+mod server;
 
 use std::env;
 use std::net::{SocketAddr, TcpStream};
@@ -17,9 +19,13 @@ const USAGE: &str = "\
 usage: cargo xtask <verb> [options]
 
 verbs:
-  test [--no-browser]  formatting, lints and every test (the command CI runs);
-                       --no-browser leaves out the headless-Chromium test of the
-                       web page, for machines without Chromium (CI never does)
+  test [--no-browser] [--fast]
+                       formatting, lints and every test (the command CI runs):
+                       the Rust tests, the web page in headless Chromium,
+                       schemathesis against a live server, and a short fuzzing
+                       run. --no-browser leaves out the browser test (for
+                       machines without Chromium); --fast leaves out the browser,
+                       schemathesis and fuzzing. CI uses neither.
   bench [--quick]      every benchmark (decision latency against Cedar and Casbin,
                        HTTP authorize, revocation propagation, scale): prints one
                        table and writes target/bench/report.md; --quick shortens
@@ -31,13 +37,15 @@ fn main() -> Result<()> {
     let mut args = env::args().skip(1);
     match args.next().as_deref() {
         Some("test") => {
-            let rest: Vec<String> = args.collect();
-            let browser = match rest.iter().map(String::as_str).collect::<Vec<_>>().as_slice() {
-                [] => true,
-                ["--no-browser"] => false,
-                _ => bail!("unknown options {rest:?}\n{USAGE}"),
-            };
-            test(browser)
+            let mut plan = TestPlan { browser: true, live: true };
+            for option in args {
+                match option.as_str() {
+                    "--no-browser" => plan.browser = false,
+                    "--fast" => plan = TestPlan { browser: false, live: false },
+                    other => bail!("unknown option {other:?}\n{USAGE}"),
+                }
+            }
+            test(plan)
         }
         Some("bench") => {
             let rest: Vec<String> = args.collect();
@@ -66,7 +74,7 @@ fn main() -> Result<()> {
 }
 
 /// Runs a cargo command in the workspace root, failing when it fails.
-fn cargo(args: &[&str], envs: &[(&str, String)]) -> Result<()> {
+pub(crate) fn cargo(args: &[&str], envs: &[(&str, String)]) -> Result<()> {
     let cargo = env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     println!("\n$ cargo {}", args.join(" "));
     let status = Command::new(&cargo)
@@ -95,7 +103,14 @@ fn postgres_for_tests() -> Option<String> {
         .map(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_owned())
 }
 
-fn test(browser: bool) -> Result<()> {
+/// What `cargo xtask test` runs beyond formatting, lints and `cargo test`.
+struct TestPlan {
+    browser: bool,
+    /// Schemathesis and fuzzing.
+    live: bool,
+}
+
+fn test(plan: TestPlan) -> Result<()> {
     cargo(&["fmt", "--all", "--check"], &[])?;
     cargo(&["clippy", "--workspace", "--all-targets", "--locked", "--", "-D", "warnings"], &[])?;
     let mut envs = Vec::new();
@@ -107,10 +122,15 @@ fn test(browser: bool) -> Result<()> {
         None => println!("no PostgreSQL on 127.0.0.1:5432: the PostgreSQL tests will try testcontainers"),
     }
     cargo(&["test", "--workspace", "--locked"], &envs)?;
-    if browser {
+    if plan.browser {
         browser_test()?;
     } else {
-        println!("\nthe browser test was left out (--no-browser)");
+        println!("\nthe browser test was left out");
+    }
+    if plan.live {
+        api_conformance::schemathesis(90)?;
+    } else {
+        println!("schemathesis and fuzzing were left out (--fast)");
     }
     Ok(())
 }
@@ -192,7 +212,7 @@ fn bench(quick: bool) -> Result<()> {
     Ok(())
 }
 
-fn run(program: &str, args: &[&str], dir: &std::path::Path) -> Result<()> {
+pub(crate) fn run(program: &str, args: &[&str], dir: &std::path::Path) -> Result<()> {
     println!("\n$ {program} {}", args.join(" "));
     let status =
         Command::new(program).args(args).current_dir(dir).status().with_context(|| format!("cannot run {program}"))?;

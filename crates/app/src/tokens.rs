@@ -233,12 +233,15 @@ impl TokenService {
         let connections = self.catalog.connections(&owner.org).await?;
         for _ in 0..ATTEMPTS {
             let current = self.find_owned(owner, reference).await?;
-            if if_match.is_some_and(|expected| expected != current.version) {
-                return Err(TokenError::PreconditionFailed);
-            }
+            // The request is checked before the precondition: a client
+            // whose change is invalid learns that first, whatever version
+            // it read.
             let draft = merge(&current, &patch);
             let valid = validation::validate(&draft, ExpirationInput::Kept(current.policy.expiration()), &connections)
                 .map_err(TokenError::Invalid)?;
+            if if_match.is_some_and(|expected| expected != current.version) {
+                return Err(TokenError::PreconditionFailed);
+            }
             let updated = Token {
                 name: valid.name.unwrap_or_else(|| TokenName::default_for(&current.id)),
                 policy: valid.policy,

@@ -46,7 +46,7 @@ struct CedarCase {
 
 fn action_of(case: &Case) -> &'static str {
     match case.scenario {
-        Scenario::QueryHit => "sql",
+        Scenario::QueryHit | Scenario::QueryLayout => "sql",
         _ => "maps",
     }
 }
@@ -61,7 +61,7 @@ fn cedar_case(case: &Case) -> CedarCase {
                 "permit(principal == Token::\"t\", action == Action::\"{action}\", resource == Source::\"{CONNECTION}/{}\");\n",
                 cedar_string(source)
             ),
-            Scenario::QueryHit => format!(
+            Scenario::QueryHit | Scenario::QueryLayout => format!(
                 "permit(principal == Token::\"t\", action == Action::\"{action}\", resource == Query::\"{CONNECTION}/{}\");\n",
                 cedar_string(&canonical_form(source, Provider::CartoDw).unwrap())
             ),
@@ -82,7 +82,7 @@ fn cedar_decide(authorizer: &Authorizer, cedar: &CedarCase, case: &Case) -> bool
         Scenario::TableHit | Scenario::Denial => {
             (uid("Source", &format!("{CONNECTION}/{}", case.requested)), Entities::empty())
         }
-        Scenario::QueryHit => {
+        Scenario::QueryHit | Scenario::QueryLayout => {
             let canonical = canonical_form(&case.requested, Provider::CartoDw).unwrap_or_default();
             (uid("Query", &format!("{CONNECTION}/{canonical}")), Entities::empty())
         }
@@ -116,7 +116,9 @@ m = r.sub == p.sub && r.act == p.act && keyMatch(r.obj, p.obj)
 
 fn casbin_object(case: &Case, source: &str) -> String {
     match case.scenario {
-        Scenario::QueryHit => format!("{CONNECTION}/{}", canonical_form(source, Provider::CartoDw).unwrap_or_default()),
+        Scenario::QueryHit | Scenario::QueryLayout => {
+            format!("{CONNECTION}/{}", canonical_form(source, Provider::CartoDw).unwrap_or_default())
+        }
         _ => format!("{CONNECTION}/{source}"),
     }
 }

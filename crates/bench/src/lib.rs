@@ -14,8 +14,12 @@ pub enum Scenario {
     /// A table grant matches (Maps API, table request).
     TableHit,
     /// A query grant matches by canonical form: the request is the granted
-    /// query, reformatted (SQL API).
+    /// query with other keyword case, layout and a comment (SQL API), so it
+    /// must be parsed.
     QueryHit,
+    /// A query grant matches a request that differs only in layout and
+    /// comments: found by its tokens, without parsing.
+    QueryLayout,
     /// A pattern grant matches (Maps API, table request).
     PatternHit,
     /// No grant matches: table grants, another table requested.
@@ -24,14 +28,16 @@ pub enum Scenario {
 
 impl Scenario {
     /// Every scenario.
-    pub const ALL: [Scenario; 4] = [Scenario::TableHit, Scenario::QueryHit, Scenario::PatternHit, Scenario::Denial];
+    pub const ALL: [Scenario; 5] =
+        [Scenario::TableHit, Scenario::QueryHit, Scenario::QueryLayout, Scenario::PatternHit, Scenario::Denial];
 
     /// A short name for reports.
     #[must_use]
     pub const fn name(self) -> &'static str {
         match self {
             Scenario::TableHit => "table hit",
-            Scenario::QueryHit => "query hit",
+            Scenario::QueryHit => "query hit (reworded)",
+            Scenario::QueryLayout => "query hit (layout only)",
             Scenario::PatternHit => "pattern hit",
             Scenario::Denial => "denial",
         }
@@ -43,6 +49,7 @@ impl Scenario {
         match self {
             Scenario::TableHit => "table_hit",
             Scenario::QueryHit => "query_hit",
+            Scenario::QueryLayout => "query_layout",
             Scenario::PatternHit => "pattern_hit",
             Scenario::Denial => "denial",
         }
@@ -75,6 +82,14 @@ pub struct Case {
 #[must_use]
 pub fn granted_query(i: usize) -> String {
     format!("SELECT name, geom FROM `my-project.dataset.table_{i}` WHERE population > @min_population")
+}
+
+/// The same query with its layout changed and a comment added.
+#[must_use]
+pub fn relaid_query(i: usize) -> String {
+    format!(
+        "SELECT name, geom\n  FROM `my-project.dataset.table_{i}`  /* by id */\n WHERE population > @min_population"
+    )
 }
 
 /// The same query as a client might send it: other case, spacing and a
@@ -112,6 +127,9 @@ impl Case {
                 reformatted_query(last),
                 true,
             ),
+            Scenario::QueryLayout => {
+                (Api::Sql, "sql", (0..grants).map(granted_query).collect(), SourceType::Query, relaid_query(last), true)
+            }
             Scenario::PatternHit => (
                 Api::Maps,
                 "maps",

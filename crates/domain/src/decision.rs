@@ -5,10 +5,10 @@ use std::fmt;
 use std::str::FromStr;
 
 use crate::api::Api;
-use crate::grant::Grant;
+use crate::index::ConnectionGrants;
 use crate::provider::Provider;
 use crate::referer::{self, RefererDenial};
-use crate::source::{CanonicalQuery, Matcher, TableKey};
+use crate::source::{CanonicalQuery, TableKey, token_key, tokenize};
 use crate::timestamp::Timestamp;
 use crate::token::Policy;
 
@@ -174,47 +174,42 @@ impl<'a> AccessRequest<'a> {
     }
 }
 
-/// The requested source parsed as each provider needs it, computed on first
-/// use: a request that is refused before its source matters pays nothing,
-/// and a source compared with a hundred grants is parsed once.
-struct PreparedSource<'a> {
-    text: &'a str,
-    tables: [Option<Option<TableKey>>; Provider::ALL.len()],
-    queries: [Option<Option<CanonicalQuery>>; Provider::ALL.len()],
-}
-
-impl<'a> PreparedSource<'a> {
-    fn new(text: &'a str) -> Self {
-        Self { text, tables: Default::default(), queries: Default::default() }
-    }
-
-    fn table(&mut self, provider: Provider) -> Option<&TableKey> {
-        let text = self.text;
-        self.tables[provider.index()].get_or_insert_with(|| TableKey::parse(text, provider)).as_ref()
-    }
-
-    fn query(&mut self, provider: Provider) -> Option<&CanonicalQuery> {
-        let text = self.text;
-        self.queries[provider.index()].get_or_insert_with(|| CanonicalQuery::new(text, provider).ok()).as_ref()
-    }
-}
-
-/// Whether `grant` lets `api` use the prepared source of type `source_type`.
-fn grant_allows(grant: &Grant, api: Api, source_type: SourceType, source: &mut PreparedSource<'_>) -> bool {
+/// Whether the grants on one connection (for one provider) let `api` use
+/// `source` of type `source_type` (SPEC §2, §3). Every check is a lookup but
+/// patterns, which are few; a query is parsed only when neither its text
+/// nor its tokens are those of a grant.
+fn grants_allow(
+    grants: &ConnectionGrants,
+    provider: Provider,
+    api: Api,
+    source_type: SourceType,
+    source: &str,
+) -> bool {
     use SourceType::{Query, Table, Tileset};
-    let provider = grant.provider();
-    match (grant.source().matcher(), api, source_type) {
-        (Matcher::All, Api::Sql | Api::Maps, _) | (Matcher::All, Api::Imports, Table) => true,
-        (Matcher::Table(granted), Api::Maps, Table | Tileset) | (Matcher::Table(granted), Api::Imports, Table) => {
-            source.table(provider) == Some(granted)
+    match (api, source_type) {
+        (Api::Sql | Api::Maps, _) | (Api::Imports, Table) if grants.all_sources => true,
+        (Api::Maps, Table | Tileset) | (Api::Imports, Table) => {
+            if grants.tables.is_empty() && grants.patterns.is_empty() {
+                return false;
+            }
+            TableKey::parse(source, provider).is_some_and(|table| {
+                grants.tables.contains(&table) || grants.patterns.iter().any(|pattern| pattern.matches(&table))
+            })
         }
-        (Matcher::Pattern(pattern), Api::Maps, Table | Tileset) | (Matcher::Pattern(pattern), Api::Imports, Table) => {
-            source.table(provider).is_some_and(|table| pattern.matches(table))
-        }
-        // The same text needs no parsing: clients usually send the query
-        // exactly as it was granted.
-        (Matcher::Query(granted), Api::Sql | Api::Maps, Query) => {
-            grant.source().text() == source.text.trim() || source.query(provider) == Some(granted)
+        (Api::Sql | Api::Maps, Query) => {
+            if grants.queries.is_empty() {
+                return false;
+            }
+            let text = source.trim();
+            if grants.query_texts.contains(text) {
+                return true;
+            }
+            let tokens = tokenize(text, provider);
+            if tokens.as_deref().and_then(token_key).is_some_and(|key| grants.query_tokens.contains(&key)) {
+                return true;
+            }
+            CanonicalQuery::from_tokens(text, tokens, provider)
+                .is_ok_and(|canonical| grants.queries.contains(&canonical))
         }
         _ => false,
     }
@@ -242,13 +237,11 @@ pub fn decide(policy: &Policy, request: &AccessRequest<'_>, now: Timestamp) -> R
     let Some(target) = request.target else {
         return Ok(());
     };
-    let mut on_connection =
-        policy.grants().iter().filter(|grant| grant.connection().as_str() == target.connection).peekable();
-    if on_connection.peek().is_none() {
-        return Err(DenyReason::ConnectionNotGranted);
-    }
-    let mut source = PreparedSource::new(target.source);
-    if on_connection.any(|grant| grant_allows(grant, request.api, target.source_type, &mut source)) {
+    let on_connection = policy.index().connection(target.connection).ok_or(DenyReason::ConnectionNotGranted)?;
+    if on_connection
+        .iter()
+        .any(|(provider, grants)| grants_allow(grants, *provider, request.api, target.source_type, target.source))
+    {
         Ok(())
     } else {
         Err(DenyReason::SourceNotGranted)

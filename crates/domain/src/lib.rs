@@ -11,6 +11,7 @@ pub mod api;
 mod base62;
 pub mod decision;
 pub mod grant;
+mod index;
 pub mod names;
 pub mod provider;
 pub mod referer;

@@ -80,11 +80,6 @@ impl Provider {
             Provider::Snowflake => &SnowflakeDialect {},
         }
     }
-
-    /// A small index for per-provider caches.
-    pub(crate) const fn index(self) -> usize {
-        self as usize
-    }
 }
 
 impl fmt::Display for Provider {

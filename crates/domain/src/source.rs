@@ -8,6 +8,7 @@
 use std::panic::{AssertUnwindSafe, catch_unwind};
 
 use sqlparser::parser::Parser;
+use sqlparser::tokenizer::{Token, TokenWithSpan, Tokenizer};
 
 use crate::provider::Provider;
 
@@ -231,22 +232,63 @@ impl CanonicalQuery {
     /// whitespace, comments and keyword case are not. A statement the
     /// dialect cannot parse falls back to [`normalize_text`].
     pub(crate) fn new(sql: &str, provider: Provider) -> Result<Self, QueryError> {
+        Self::from_tokens(sql, tokenize(sql, provider), provider)
+    }
+
+    /// Canonicalises `sql`, already tokenized (`None`: it could not be).
+    pub(crate) fn from_tokens(
+        sql: &str,
+        tokens: Option<Vec<TokenWithSpan>>,
+        provider: Provider,
+    ) -> Result<Self, QueryError> {
         // sqlparser is fuzzed upstream and bounds its recursion, but a panic
         // in a third-party parser must not take a request down with it: a
         // query it cannot handle is treated like one it cannot parse.
-        let parsed = catch_unwind(AssertUnwindSafe(|| Parser::parse_sql(provider.dialect(), sql)));
+        let parsed = tokens.and_then(|tokens| {
+            catch_unwind(AssertUnwindSafe(|| {
+                Parser::new(provider.dialect()).with_tokens_with_locations(tokens).parse_statements()
+            }))
+            .ok()
+        });
         match parsed {
-            Ok(Ok(statements)) => match statements.as_slice() {
+            Some(Ok(statements)) => match statements.as_slice() {
                 [] => Err(QueryError::Empty),
                 [statement] => Ok(Self::Parsed(statement.to_string())),
                 _ => Err(QueryError::MultipleStatements),
             },
-            Ok(Err(_)) | Err(_) => {
+            Some(Err(_)) | None => {
                 let text = normalize_text(sql);
                 if text.is_empty() { Err(QueryError::Empty) } else { Ok(Self::Text(text)) }
             }
         }
     }
+}
+
+/// A query's tokens as the dialect reads them, without whitespace and
+/// comments, each followed by a unit separator (U+001F). Two texts with the
+/// same key parse to the same statement, so a request whose key equals a
+/// grant's matches it without being parsed: the cheap path for a query that
+/// differs from its grant only by layout and comments. Case is kept, since
+/// a keyword cannot be told from an identifier without parsing.
+///
+/// The separator cannot be confused with a token's own text: outside
+/// quotes no token holds a control character, and a grant's source holds
+/// none at all (V6), so only a request's key can contain one inside a token,
+/// and such a key equals no grant's.
+pub(crate) fn token_key(tokens: &[TokenWithSpan]) -> Option<String> {
+    use std::fmt::Write;
+    let mut key = String::with_capacity(tokens.len() * 8);
+    for token in tokens.iter().map(|t| &t.token).filter(|t| !matches!(t, Token::Whitespace(_) | Token::EOF)) {
+        write!(key, "{token}\u{1f}").ok()?;
+    }
+    (!key.is_empty()).then_some(key)
+}
+
+/// The dialect's tokens of `sql`, or `None` when it cannot tokenize it.
+/// Tokenizing once serves both the token key and, when that finds nothing,
+/// the parse.
+pub(crate) fn tokenize(sql: &str, provider: Provider) -> Option<Vec<TokenWithSpan>> {
+    catch_unwind(AssertUnwindSafe(|| Tokenizer::new(provider.dialect(), sql).tokenize_with_location())).ok()?.ok()
 }
 
 /// The canonical form a query is compared by under `provider`'s dialect:
@@ -322,13 +364,14 @@ pub fn normalize_text(sql: &str) -> String {
     out
 }
 
-/// The comparison key of a bound source.
+/// The comparison keys of a bound source.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub(crate) enum Matcher {
     All,
     Pattern(PatternKey),
     Table(TableKey),
-    Query(CanonicalQuery),
+    /// The canonical form, and the token key when the dialect tokenizes it.
+    Query(CanonicalQuery, Option<String>),
 }
 
 /// A grant's source, classified and bound to its connection's provider.
@@ -419,10 +462,15 @@ impl Source {
                 stem: fold(&stem, provider),
             }),
             Shape::Table(segments) => Matcher::Table(TableKey(segments.iter().map(|s| fold(s, provider)).collect())),
-            Shape::Query => Matcher::Query(CanonicalQuery::new(text, provider).map_err(|e| match e {
-                QueryError::Empty => SourceError::Empty,
-                QueryError::MultipleStatements => SourceError::MultipleStatements,
-            })?),
+            Shape::Query => {
+                let tokens = tokenize(text, provider);
+                let key = tokens.as_deref().and_then(token_key);
+                let canonical = CanonicalQuery::from_tokens(text, tokens, provider).map_err(|e| match e {
+                    QueryError::Empty => SourceError::Empty,
+                    QueryError::MultipleStatements => SourceError::MultipleStatements,
+                })?;
+                Matcher::Query(canonical, key)
+            }
         };
         Ok(Self { text: text.to_owned(), matcher })
     }
@@ -440,7 +488,7 @@ impl Source {
             Matcher::All => SourceKind::All,
             Matcher::Pattern(_) => SourceKind::Pattern,
             Matcher::Table(_) => SourceKind::Table,
-            Matcher::Query(_) => SourceKind::Query,
+            Matcher::Query(..) => SourceKind::Query,
         }
     }
 
@@ -449,8 +497,8 @@ impl Source {
     #[must_use]
     pub fn query_parsed(&self) -> Option<bool> {
         match &self.matcher {
-            Matcher::Query(CanonicalQuery::Parsed(_)) => Some(true),
-            Matcher::Query(CanonicalQuery::Text(_)) => Some(false),
+            Matcher::Query(CanonicalQuery::Parsed(_), _) => Some(true),
+            Matcher::Query(CanonicalQuery::Text(_), _) => Some(false),
             _ => None,
         }
     }

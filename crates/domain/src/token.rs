@@ -6,6 +6,7 @@ use std::hash::Hash;
 
 use crate::api::{AllowedApis, Api};
 use crate::grant::Grant;
+use crate::index::GrantIndex;
 use crate::names::{ConnectionName, Principal, TokenId, TokenName};
 use crate::provider::Provider;
 use crate::referer::RefererPattern;
@@ -51,12 +52,35 @@ pub enum PolicyError {
 /// grants and referers have no duplicates and are within V10 and V8. (The
 /// connection rule V5 needs the catalog and V9 the clock; they are checked
 /// by [`crate::validation`] when a policy is made from a request.)
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone)]
 pub struct Policy {
     apis: AllowedApis,
     grants: Vec<Grant>,
     referers: Vec<RefererPattern>,
     expiration: Option<Timestamp>,
+    /// Derived from `grants`, for the decision.
+    index: GrantIndex,
+}
+
+impl PartialEq for Policy {
+    fn eq(&self, other: &Self) -> bool {
+        // The index is derived from the grants: equal grants, equal index.
+        (self.apis, &self.grants, &self.referers, self.expiration)
+            == (other.apis, &other.grants, &other.referers, other.expiration)
+    }
+}
+
+impl Eq for Policy {}
+
+impl std::fmt::Debug for Policy {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Policy")
+            .field("apis", &self.apis)
+            .field("grants", &self.grants)
+            .field("referers", &self.referers)
+            .field("expiration", &self.expiration)
+            .finish()
+    }
 }
 
 /// Removes later copies of equal items, keeping the first in place, and
@@ -100,7 +124,12 @@ impl Policy {
         if referers.len() > MAX_REFERERS {
             errors.push(PolicyError::TooManyReferers(referers.len()));
         }
-        if errors.is_empty() { Ok(Self { apis, grants, referers, expiration }) } else { Err(errors) }
+        if errors.is_empty() {
+            let index = GrantIndex::new(&grants);
+            Ok(Self { apis, grants, referers, expiration, index })
+        } else {
+            Err(errors)
+        }
     }
 
     /// The APIs the token may call.
@@ -133,6 +162,10 @@ impl Policy {
     pub fn with_expiration(mut self, expiration: Option<Timestamp>) -> Self {
         self.expiration = expiration;
         self
+    }
+
+    pub(crate) fn index(&self) -> &GrantIndex {
+        &self.index
     }
 
     /// Whether any grant gives every source of a connection.

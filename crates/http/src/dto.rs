@@ -29,11 +29,11 @@ pub enum ApiName {
 #[serde(deny_unknown_fields)]
 pub struct GrantBody {
     /// The connection's name, e.g. `carto_dw`.
-    #[schema(example = "carto_dw")]
+    #[schema(example = "carto_dw", min_length = 1, max_length = 64, pattern = "^[A-Za-z0-9_-]+$")]
     pub connection_name: String,
     /// `*` (all sources), a pattern (`project.dataset.*`), a table or tileset
     /// (`project.dataset.table`), or one SQL statement (at most 64 KiB).
-    #[schema(example = "my-project.dataset.table")]
+    #[schema(example = "my-project.dataset.table", min_length = 1, max_length = 65536)]
     pub source: String,
 }
 
@@ -112,15 +112,18 @@ impl From<TokenView> for TokenBody {
 pub struct CreateTokenRequest {
     /// 1–128 characters; `tk_` and the id when absent.
     #[serde(default)]
+    #[schema(min_length = 1, max_length = 128)]
     pub name: Option<String>,
     /// Not empty; `imports` only alone.
-    #[schema(value_type = Vec<ApiName>)]
+    #[schema(value_type = Vec<ApiName>, min_items = 1)]
     pub allowed_apis: Vec<String>,
     /// At most 100; every API but `lds` needs one.
+    #[schema(max_items = 100)]
     pub grants: Vec<GrantBody>,
     /// At most 50 patterns `[scheme://]host[:port][path]`; empty or absent
     /// means any website.
     #[serde(default)]
+    #[schema(max_items = 50)]
     pub referers: Option<Vec<String>>,
     /// RFC 3339, in the future. Can only be set here.
     #[serde(default)]
@@ -138,17 +141,19 @@ impl Fields for CreateTokenRequest {
 pub struct UpdateTokenRequest {
     /// A new name; null resets it to `tk_` and the id.
     #[serde(default, deserialize_with = "double_option")]
-    #[schema(value_type = Option<String>)]
+    #[schema(value_type = Option<String>, min_length = 1, max_length = 128)]
     pub name: Option<Option<String>>,
     /// New allowed APIs.
     #[serde(default)]
-    #[schema(value_type = Option<Vec<ApiName>>)]
+    #[schema(value_type = Option<Vec<ApiName>>, min_items = 1)]
     pub allowed_apis: Option<Vec<String>>,
     /// New grants.
     #[serde(default)]
+    #[schema(max_items = 100)]
     pub grants: Option<Vec<GrantBody>>,
     /// New referers.
     #[serde(default)]
+    #[schema(max_items = 50)]
     pub referers: Option<Vec<String>>,
     /// Refused with `expiration_immutable`: the expiration is set at
     /// creation only. Listed so that naming it is that error rather than

@@ -68,6 +68,7 @@ pub fn openapi() -> Document {
         .response("200", utoipa::openapi::ResponseBuilder::new().description("The document"))
         .build();
     document.paths.add_path_operation("/v3/openapi.json", vec![utoipa::openapi::HttpMethod::Get], serve_document);
+    add_links(&mut document);
     document
 }
 
@@ -75,4 +76,37 @@ pub fn openapi() -> Document {
 pub(crate) fn document_route() -> axum::Router<Services> {
     let document = openapi();
     axum::Router::new().route("/v3/openapi.json", get(move || std::future::ready(Json(document.clone()))))
+}
+
+/// Links from a created token to what can be done with it, so that clients
+/// (and stateful API testers) can follow them: read, change and delete it
+/// by id, and authorize with its value.
+fn add_links(document: &mut Document) {
+    use utoipa::openapi::RefOr;
+    use utoipa::openapi::link::LinkBuilder;
+    let Some(RefOr::T(created)) = document
+        .paths
+        .paths
+        .get_mut("/v3/tokens")
+        .and_then(|item| item.post.as_mut())
+        .and_then(|operation| operation.responses.responses.get_mut("201"))
+    else {
+        return;
+    };
+    for (name, operation_id) in
+        [("GetToken", "get_token"), ("UpdateToken", "update_token"), ("DeleteToken", "delete_token")]
+    {
+        let link = LinkBuilder::new()
+            .operation_id(operation_id)
+            .parameter("token", "$response.body#/id")
+            .description(format!("The created token, by id ({operation_id})"))
+            .build();
+        created.links.insert(name.to_owned(), RefOr::T(link));
+    }
+    let authorize = LinkBuilder::new()
+        .operation_id("authorize")
+        .request_body(Some(serde_json::json!({"token": "$response.body#/token", "api": "lds"})))
+        .description("Authorize a request with the created token's value")
+        .build();
+    created.links.insert("Authorize".to_owned(), RefOr::T(authorize));
 }
