@@ -6,6 +6,7 @@
 
 mod api_conformance;
 mod architecture;
+mod fuzz;
 mod server;
 
 use std::env;
@@ -30,6 +31,9 @@ verbs:
                        HTTP authorize, revocation propagation, scale): prints one
                        table and writes target/bench/report.md; --quick shortens
                        the runs and stops the scale test at 100 000 tokens
+  fuzz [--seconds N]   run every fuzz target for N seconds (default 60)
+  schemathesis [--seconds N]
+                       schemathesis against a live server for N seconds (default 90)
   architecture         check the crate dependency rules of docs/architecture.md
 ";
 
@@ -55,6 +59,24 @@ fn main() -> Result<()> {
                 _ => bail!("unknown options {rest:?}\n{USAGE}"),
             };
             bench(quick)
+        }
+        Some("schemathesis") => {
+            let rest: Vec<String> = args.collect();
+            let seconds = match rest.iter().map(String::as_str).collect::<Vec<_>>().as_slice() {
+                [] => 90,
+                ["--seconds", n] => n.parse().context("--seconds takes a number")?,
+                _ => bail!("unknown options {rest:?}\n{USAGE}"),
+            };
+            api_conformance::schemathesis(seconds)
+        }
+        Some("fuzz") => {
+            let rest: Vec<String> = args.collect();
+            let seconds = match rest.iter().map(String::as_str).collect::<Vec<_>>().as_slice() {
+                [] => 60,
+                ["--seconds", n] => n.parse().context("--seconds takes a number")?,
+                _ => bail!("unknown options {rest:?}\n{USAGE}"),
+            };
+            fuzz::fuzz(seconds)
         }
         Some("architecture") => {
             let broken = architecture::broken_rules()?;
@@ -111,6 +133,7 @@ struct TestPlan {
 }
 
 fn test(plan: TestPlan) -> Result<()> {
+    ensure_nginx()?;
     cargo(&["fmt", "--all", "--check"], &[])?;
     cargo(&["clippy", "--workspace", "--all-targets", "--locked", "--", "-D", "warnings"], &[])?;
     let mut envs = Vec::new();
@@ -128,9 +151,48 @@ fn test(plan: TestPlan) -> Result<()> {
         println!("\nthe browser test was left out");
     }
     if plan.live {
+        node_test("tests/carto-client", "gateway.mjs")?;
         api_conformance::schemathesis(90)?;
+        fuzz::fuzz(10)?;
     } else {
         println!("schemathesis and fuzzing were left out (--fast)");
+    }
+    Ok(())
+}
+
+/// The nginx test (`tests/nginx.rs`) runs Debian's nginx: install it when it
+/// is missing and this is a machine where apt works (CI, the development
+/// machines); otherwise say what to do.
+fn ensure_nginx() -> Result<()> {
+    if std::path::Path::new("/usr/sbin/nginx").exists() || env::var_os("LATCHKEY_TEST_NGINX").is_some() {
+        return Ok(());
+    }
+    println!("nginx is missing; installing Debian's package for the nginx test");
+    let root = architecture::workspace_root();
+    run("apt-get", &["install", "-y", "-qq", "nginx"], &root)
+        .context("the nginx test needs nginx: apt-get install nginx, or set LATCHKEY_TEST_NGINX to its path")?;
+    // The package starts a system nginx on port 80; the test runs its own.
+    let _ = Command::new("nginx").args(["-s", "stop"]).status();
+    Ok(())
+}
+
+/// A Node test in `folder` against the binary the tests just built.
+fn node_test(folder: &str, script: &str) -> Result<()> {
+    let root = architecture::workspace_root();
+    let dir = root.join(folder);
+    if !dir.join("node_modules").exists() {
+        run("npm", &["ci", "--no-audit", "--no-fund"], &dir)?;
+    }
+    cargo(&["build", "--locked", "--package", "latchkey"], &[])?;
+    println!("\n$ node {folder}/{script}");
+    let status = Command::new("node")
+        .arg(script)
+        .current_dir(&dir)
+        .env("LATCHKEY_BIN", root.join("target/debug/latchkey"))
+        .status()
+        .context("cannot run node")?;
+    if !status.success() {
+        bail!("{folder}/{script} failed ({status})");
     }
     Ok(())
 }

@@ -9,6 +9,7 @@
 mod authenticate;
 mod authorize;
 mod cache;
+mod data_request;
 mod error;
 mod random;
 mod sealing;
@@ -19,6 +20,9 @@ mod users;
 pub use authenticate::{CredentialRouter, UserKeyAuthenticator};
 pub use authorize::{Authorizer, Decision};
 pub use cache::{CacheSettings, TokenCache};
+pub use data_request::{
+    Body, DataRequest, MappedRequest, MappedSource, MappingError, map_request, source_may_be_in_body,
+};
 pub use error::TokenError;
 pub use sealing::{SealError, Sealer};
 pub use tokens::{NewToken, TokenPatch, TokenRef, TokenService, TokenView};

@@ -5,10 +5,11 @@ use std::fmt;
 use std::str::FromStr;
 
 use crate::api::Api;
+use crate::grant::kind_serves;
 use crate::index::ConnectionGrants;
 use crate::provider::Provider;
 use crate::referer::{self, RefererDenial};
-use crate::source::{CanonicalQuery, TableKey, token_key, tokenize};
+use crate::source::{CanonicalQuery, SourceKind, TableKey, token_key, tokenize};
 use crate::timestamp::Timestamp;
 use crate::token::Policy;
 
@@ -128,13 +129,26 @@ pub struct Target<'a> {
 
 /// A request to a data API, as far as the decision needs it.
 ///
-/// Invariant: there is a target exactly when the API is not `lds`.
+/// Invariant: the scope is `Nothing` exactly when the API is `lds`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct AccessRequest<'a> {
     api: Api,
-    target: Option<Target<'a>>,
+    scope: Scope<'a>,
     referer: Option<&'a str>,
     origin: Option<&'a str>,
+}
+
+/// What data a request touches, as far as can be seen.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Scope<'a> {
+    /// No data source (`lds`).
+    Nothing,
+    /// This source.
+    Source(Target<'a>),
+    /// Some source of this connection, in a part of the request that was not
+    /// read (a body behind a proxy that only forwards headers). Only a grant
+    /// of every source can allow it.
+    Unseen { connection: &'a str },
 }
 
 /// A request to an API other than `lds` that does not say what it touches.
@@ -154,11 +168,22 @@ impl<'a> AccessRequest<'a> {
         referer: Option<&'a str>,
         origin: Option<&'a str>,
     ) -> Result<Self, MissingTarget> {
-        let target = match api {
-            Api::Lds => None,
-            _ => Some(target.ok_or(MissingTarget(api))?),
+        let scope = match api {
+            Api::Lds => Scope::Nothing,
+            _ => Scope::Source(target.ok_or(MissingTarget(api))?),
         };
-        Ok(Self { api, target, referer, origin })
+        Ok(Self { api, scope, referer, origin })
+    }
+
+    /// Describes a request whose source could not be seen, on `connection`
+    /// (for `lds`, a request that needs no source).
+    #[must_use]
+    pub fn unseen_source(api: Api, connection: &'a str, referer: Option<&'a str>, origin: Option<&'a str>) -> Self {
+        let scope = match api {
+            Api::Lds => Scope::Nothing,
+            _ => Scope::Unseen { connection },
+        };
+        Self { api, scope, referer, origin }
     }
 
     /// The API the request is for.
@@ -167,10 +192,14 @@ impl<'a> AccessRequest<'a> {
         self.api
     }
 
-    /// The data the request touches; `None` for `lds`.
+    /// The data the request touches; `None` for `lds` and for a source
+    /// that was not seen.
     #[must_use]
     pub fn target(&self) -> Option<Target<'a>> {
-        self.target
+        match self.scope {
+            Scope::Source(target) => Some(target),
+            Scope::Nothing | Scope::Unseen { .. } => None,
+        }
     }
 }
 
@@ -234,16 +263,15 @@ pub fn decide(policy: &Policy, request: &AccessRequest<'_>, now: Timestamp) -> R
         RefererDenial::Missing => DenyReason::RefererMissing,
         RefererDenial::NotAllowed => DenyReason::RefererNotAllowed,
     })?;
-    let Some(target) = request.target else {
-        return Ok(());
+    let (connection, target) = match request.scope {
+        Scope::Nothing => return Ok(()),
+        Scope::Source(target) => (target.connection, Some(target)),
+        Scope::Unseen { connection } => (connection, None),
     };
-    let on_connection = policy.index().connection(target.connection).ok_or(DenyReason::ConnectionNotGranted)?;
-    if on_connection
-        .iter()
-        .any(|(provider, grants)| grants_allow(grants, *provider, request.api, target.source_type, target.source))
-    {
-        Ok(())
-    } else {
-        Err(DenyReason::SourceNotGranted)
-    }
+    let on_connection = policy.index().connection(connection).ok_or(DenyReason::ConnectionNotGranted)?;
+    let allowed = on_connection.iter().any(|(provider, grants)| match target {
+        Some(target) => grants_allow(grants, *provider, request.api, target.source_type, target.source),
+        None => grants.all_sources && kind_serves(SourceKind::All, request.api),
+    });
+    if allowed { Ok(()) } else { Err(DenyReason::SourceNotGranted) }
 }

@@ -234,3 +234,20 @@ fn grant_kinds_serve_apis_as_specified() {
         assert_eq!(got, expected, "{api} {source_type:?} {source:?} with {:?}", policy.grants()[0].source().text());
     }
 }
+
+/// A request whose source is in a body that was not read (forward-auth
+/// behind a proxy): only a grant of every source allows it.
+#[test]
+fn an_unseen_source_needs_an_all_sources_grant() {
+    let everything = policy(&["sql", "maps"], vec![grant("bq", "*")], &[], None);
+    let one_table = policy(&["maps"], vec![grant("bq", "p.d.t")], &[], None);
+    let unseen = |api| AccessRequest::unseen_source(api, "bq", None, None);
+    assert_eq!(decide(&everything, &unseen(Api::Sql), now()), Ok(()));
+    assert_eq!(decide(&everything, &unseen(Api::Maps), now()), Ok(()));
+    assert_eq!(decide(&one_table, &unseen(Api::Maps), now()), Err(DenyReason::SourceNotGranted));
+    let elsewhere = AccessRequest::unseen_source(Api::Maps, "pg", None, None);
+    assert_eq!(decide(&everything, &elsewhere, now()), Err(DenyReason::ConnectionNotGranted));
+    assert_eq!(decide(&one_table, &unseen(Api::Sql), now()), Err(DenyReason::ApiNotAllowed));
+    let imports = policy(&["imports"], vec![grant("bq", "*")], &[], None);
+    assert_eq!(decide(&imports, &unseen(Api::Imports), now()), Ok(()));
+}

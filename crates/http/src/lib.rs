@@ -9,6 +9,7 @@
 mod auth;
 mod body;
 mod dto;
+pub mod enforce;
 mod error;
 mod guard;
 mod layers;
@@ -73,6 +74,7 @@ pub fn app(services: Services) -> Router {
     let (api, _) = openapi::router().split_for_parts();
     let router = api
         .merge(openapi::document_route())
+        .merge(openapi::forward_auth_prefix_route())
         .with_state(services)
         .layer(axum::middleware::from_fn_with_state(limiter, guard::limit_failures))
         .layer(axum::middleware::from_fn(guard::limit_headers));
@@ -104,4 +106,40 @@ pub async fn shutdown_signal() {
         () = terminate => {}
     }
     tracing::info!("shutting down: finishing requests in flight");
+}
+
+/// Entry points for the fuzz targets in `fuzz/` (not an API).
+#[doc(hidden)]
+pub mod fuzzing {
+    use latchkey_domain::validation::{ExpirationInput, TokenDraft, validate};
+    use latchkey_domain::{Connection, ConnectionName, Provider, Timestamp};
+
+    use crate::body::decode;
+    use crate::dto::{AuthorizeRequest, CreateTokenRequest, UpdateTokenRequest};
+
+    /// Decodes `bytes` as each request body, and validates what decodes as
+    /// a token.
+    pub fn decode_bodies(bytes: &[u8]) {
+        let connections: Vec<Connection> = [("carto_dw", Provider::CartoDw), ("pg", Provider::Postgres)]
+            .into_iter()
+            .filter_map(|(name, provider)| Some(Connection { name: ConnectionName::new(name).ok()?, provider }))
+            .collect();
+        let Ok(now) = Timestamp::from_unix_micros(1_800_000_000_000_000) else { return };
+        if let Ok(body) = decode::<CreateTokenRequest>(bytes) {
+            let (request, _, unknown_fields) = body.with_unknown();
+            let draft = TokenDraft {
+                name: request.name,
+                allowed_apis: request.allowed_apis,
+                grants: request.grants.into_iter().map(Into::into).collect(),
+                referers: request.referers.unwrap_or_default(),
+                unknown_fields,
+            };
+            let expiration = ExpirationInput::Requested { date: request.expiration_date.as_deref(), now };
+            if let Ok(valid) = validate(&draft, expiration, &connections) {
+                let _ = latchkey_domain::validation::warnings(&valid.policy);
+            }
+        }
+        let _ = decode::<UpdateTokenRequest>(bytes);
+        let _ = decode::<AuthorizeRequest>(bytes).and_then(crate::body::JsonBody::strict);
+    }
 }

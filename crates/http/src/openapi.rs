@@ -11,7 +11,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use crate::Services;
-use crate::{routes, web};
+use crate::{enforce, routes, web};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -27,6 +27,7 @@ use crate::{routes, web};
         (name = "connections", description = "Connections to data warehouses"),
         (name = "system", description = "Liveness and readiness"),
         (name = "web page", description = "The Credentials page, a client of this API"),
+        (name = "enforcement", description = "Decisions for reverse proxies in front of data APIs"),
     )
 )]
 struct ApiDoc;
@@ -56,6 +57,7 @@ pub(crate) fn router() -> OpenApiRouter<Services> {
         .routes(routes!(web::index))
         .routes(routes!(web::script))
         .routes(routes!(web::style))
+        .routes(routes!(enforce::forward_auth))
 }
 
 /// The document, as served at `/v3/openapi.json`.
@@ -69,7 +71,54 @@ pub fn openapi() -> Document {
         .build();
     document.paths.add_path_operation("/v3/openapi.json", vec![utoipa::openapi::HttpMethod::Get], serve_document);
     add_links(&mut document);
+    add_forward_auth_prefix(&mut document);
     document
+}
+
+/// The methods forward-auth answers: whatever the original request used.
+const FORWARDED_METHODS: [utoipa::openapi::HttpMethod; 6] = [
+    utoipa::openapi::HttpMethod::Get,
+    utoipa::openapi::HttpMethod::Post,
+    utoipa::openapi::HttpMethod::Put,
+    utoipa::openapi::HttpMethod::Patch,
+    utoipa::openapi::HttpMethod::Delete,
+    utoipa::openapi::HttpMethod::Options,
+];
+
+/// Envoy's `ext_authz` (with `path_prefix`) sends the original path after
+/// the prefix and the original method, rather than headers: the same check,
+/// routed by a wildcard.
+fn add_forward_auth_prefix(document: &mut Document) {
+    use utoipa::openapi::path::{OperationBuilder, ParameterBuilder, ParameterIn};
+    let operation = OperationBuilder::new()
+        .tag("enforcement")
+        .summary(Some("Forward-auth with the original path in the URL (Envoy ext_authz path_prefix)"))
+        .parameter(
+            ParameterBuilder::new()
+                .name("path")
+                .parameter_in(ParameterIn::Path)
+                .required(utoipa::openapi::Required::True)
+                .description(Some("The original request's path, after /v3/forward-auth/"))
+                .schema(Some(utoipa::openapi::ObjectBuilder::new().schema_type(utoipa::openapi::Type::String))),
+        )
+        .response("200", utoipa::openapi::ResponseBuilder::new().description("The original request may proceed"))
+        .response("401", utoipa::openapi::ResponseBuilder::new().description("No usable token (X-Latchkey-Reason)"))
+        .response("403", utoipa::openapi::ResponseBuilder::new().description("Refused (X-Latchkey-Reason)"))
+        .response("503", utoipa::openapi::ResponseBuilder::new().description("Storage unavailable: refuse"))
+        .build();
+    document.paths.add_path_operation("/v3/forward-auth/{path}", FORWARDED_METHODS.to_vec(), operation);
+}
+
+/// The wildcard route of [`add_forward_auth_prefix`].
+pub(crate) fn forward_auth_prefix_route() -> axum::Router<Services> {
+    use axum::routing::{MethodFilter, on};
+    let methods = MethodFilter::GET
+        .or(MethodFilter::POST)
+        .or(MethodFilter::PUT)
+        .or(MethodFilter::PATCH)
+        .or(MethodFilter::DELETE)
+        .or(MethodFilter::OPTIONS);
+    axum::Router::new().route("/v3/forward-auth/{*path}", on(methods, enforce::forward_auth))
 }
 
 /// The route that serves the document.

@@ -25,6 +25,9 @@ pub struct Cli {
 pub enum Command {
     /// Serve the Tokens API and the web page.
     Serve(Box<ServeArgs>),
+    /// Stand in front of a data API as a reverse proxy that authorizes
+    /// every request before forwarding it.
+    Gateway(Box<GatewayArgs>),
     /// Manage built-in users.
     Users {
         #[command(subcommand)]
@@ -154,6 +157,28 @@ impl ServeArgs {
     pub fn usage_flush_interval(&self) -> Duration {
         Duration::from_millis(self.usage_flush_ms.max(10))
     }
+}
+
+#[derive(Debug, Args)]
+pub struct GatewayArgs {
+    /// The data API to protect, e.g. http://127.0.0.1:9000.
+    #[arg(long, env = "LATCHKEY_UPSTREAM")]
+    pub upstream: String,
+    /// The address to listen on (port 0 picks a free port).
+    #[arg(long, env = "LATCHKEY_GATEWAY_LISTEN", default_value = "127.0.0.1:8081")]
+    pub listen: SocketAddr,
+    #[command(flatten)]
+    pub database: DatabaseArgs,
+    /// The largest request body read to find its source, in bytes.
+    #[arg(long, env = "LATCHKEY_MAX_BODY_BYTES", default_value_t = 1024 * 1024)]
+    pub max_body_bytes: usize,
+    /// The most tokens the authorize cache keeps (PostgreSQL only); 0 turns
+    /// it off.
+    #[arg(long, env = "LATCHKEY_CACHE_CAPACITY", default_value_t = 100_000)]
+    pub cache_capacity: u64,
+    /// The longest a cached token lives without a change evicting it.
+    #[arg(long, env = "LATCHKEY_CACHE_TTL_SECONDS", default_value_t = 300)]
+    pub cache_ttl_seconds: u64,
 }
 
 #[derive(Debug, Subcommand)]

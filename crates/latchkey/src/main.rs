@@ -4,6 +4,7 @@
 
 mod cli;
 mod database;
+mod gateway;
 mod secret_key;
 mod serve;
 
@@ -17,7 +18,7 @@ async fn main() -> Result<()> {
     let cli = Cli::parse();
     // Serving logs what it does; the one-shot commands keep standard error
     // for warnings, so their standard output is only what they print.
-    let default_filter = if matches!(cli.command, Command::Serve(_)) { "info" } else { "warn" };
+    let default_filter = if matches!(cli.command, Command::Serve(_) | Command::Gateway(_)) { "info" } else { "warn" };
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_filter));
     let colour = std::io::IsTerminal::is_terminal(&std::io::stderr());
@@ -25,6 +26,7 @@ async fn main() -> Result<()> {
 
     match cli.command {
         Command::Serve(args) => serve::run(*args).await,
+        Command::Gateway(args) => gateway::run(*args).await,
         Command::Users { command: UsersCommand::Create(args) } => cli::create_user(args).await,
         Command::Connections { command: ConnectionsCommand::Create(args) } => cli::create_connection(args).await,
     }

@@ -40,7 +40,7 @@ pub async fn run(args: ServeArgs) -> Result<()> {
 
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     let usage = Arc::new(UsageRecorder::new(stores.tokens.clone()));
-    let cache = start_cache(&args);
+    let cache = start_cache(&args.database.url, args.cache_capacity, args.cache_ttl_seconds);
     let tokens = TokenService::new(stores.tokens.clone(), cache.clone(), stores.catalog.clone(), clock.clone(), sealer)
         .with_max_tokens_per_owner(args.max_tokens_per_user);
     let authorizer = Authorizer::new(stores.tokens.clone(), cache, clock, usage.clone());
@@ -100,10 +100,9 @@ pub async fn run(args: ServeArgs) -> Result<()> {
 /// that listener is started here. Memory and SQLite have no other writer, so
 /// their cache is trusted from the start and kept true by this instance's
 /// own evictions.
-fn start_cache(args: &ServeArgs) -> Arc<TokenCache> {
-    let settings =
-        CacheSettings { capacity: args.cache_capacity, time_to_live: Duration::from_secs(args.cache_ttl_seconds) };
-    match &args.database.url {
+pub(crate) fn start_cache(database: &DatabaseUrl, capacity: u64, ttl_seconds: u64) -> Arc<TokenCache> {
+    let settings = CacheSettings { capacity, time_to_live: Duration::from_secs(ttl_seconds) };
+    match database {
         DatabaseUrl::Postgres(url) if settings.capacity > 0 => {
             let cache = Arc::new(TokenCache::new(settings, false));
             let (url, sink) = (url.clone(), cache.clone());
@@ -119,7 +118,7 @@ fn start_cache(args: &ServeArgs) -> Arc<TokenCache> {
 }
 
 /// Writes recorded token uses at every tick.
-async fn flush_usage(usage: Arc<UsageRecorder>, every: Duration) {
+pub(crate) async fn flush_usage(usage: Arc<UsageRecorder>, every: Duration) {
     let mut ticks = tokio::time::interval(every);
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
