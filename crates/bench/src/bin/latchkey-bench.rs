@@ -31,6 +31,8 @@ struct Options {
     seconds: u64,
     scale: Vec<u64>,
     trials: usize,
+    /// Which load sections to run: http, propagation, scale.
+    sections: Vec<String>,
 }
 
 #[tokio::main]
@@ -46,6 +48,7 @@ async fn main() -> Result<()> {
         seconds: 5,
         scale: vec![10_000, 1_000_000],
         trials: 200,
+        sections: vec!["http".into(), "gateway".into(), "propagation".into(), "scale".into()],
     };
     let mut rest = args.iter();
     while let Some(arg) = rest.next() {
@@ -58,6 +61,9 @@ async fn main() -> Result<()> {
                     rest.next().context("--scale N,N")?.split(',').map(str::parse).collect::<Result<_, _>>()?;
             }
             "--trials" => options.trials = rest.next().context("--trials N")?.parse()?,
+            "--sections" => {
+                options.sections = rest.next().context("--sections a,b")?.split(',').map(str::to_owned).collect();
+            }
             other => bail!("unknown option {other}"),
         }
     }
@@ -66,15 +72,27 @@ async fn main() -> Result<()> {
     writeln!(report, "{}\n", machine())?;
     writeln!(report, "{}", decision_table(&options.root)?)?;
     println!("{report}");
-    let http = http_table(&options).await?;
-    println!("{http}");
-    report.push_str(&http);
-    let propagation = propagation_table(&options).await?;
-    println!("{propagation}");
-    report.push_str(&propagation);
-    let scale = scale_table(&options).await?;
-    println!("{scale}");
-    report.push_str(&scale);
+    let wants = |section: &str| options.sections.iter().any(|s| s == section);
+    if wants("http") {
+        let http = http_table(&options).await?;
+        println!("{http}");
+        report.push_str(&http);
+    }
+    if wants("gateway") {
+        let gateway = gateway_table(&options).await?;
+        println!("{gateway}");
+        report.push_str(&gateway);
+    }
+    if wants("propagation") {
+        let propagation = propagation_table(&options).await?;
+        println!("{propagation}");
+        report.push_str(&propagation);
+    }
+    if wants("scale") {
+        let scale = scale_table(&options).await?;
+        println!("{scale}");
+        report.push_str(&scale);
+    }
     let out = options.root.join("target/bench/report.md");
     std::fs::create_dir_all(out.parent().unwrap())?;
     std::fs::write(&out, &report)?;
@@ -350,11 +368,10 @@ fn micros_text(us: f64) -> String {
 // ------------------------------------------------------------------ HTTP
 
 async fn baseline(listen: &str) -> Result<()> {
-    use axum::routing::post;
-    let app = axum::Router::new().route(
-        "/v3/authorize",
-        post(|| async { ([("content-type", "application/json")], r#"{"allowed":true,"reason":null}"#) }),
-    );
+    // Every path answers the same small JSON: the bare handler of the HTTP
+    // comparison, and the stub data API of the gateway comparison.
+    let app = axum::Router::new()
+        .fallback(|| async { ([("content-type", "application/json")], r#"{"allowed":true,"reason":null}"#) });
     let listener = tokio::net::TcpListener::bind(listen).await?;
     println!("latchkey listening on http://{}", listener.local_addr()?);
     axum::serve(listener, app).await?;
@@ -440,6 +457,79 @@ async fn http_table(options: &Options) -> Result<String> {
             micros_text(load.p50_us),
             micros_text(load.p99_us),
             100.0 * load.requests_per_second / bare.requests_per_second
+        )?;
+    }
+    out.push('\n');
+    Ok(out)
+}
+
+// ------------------------------------------------------------------ gateway
+
+async fn gateway_table(options: &Options) -> Result<String> {
+    let client = reqwest::Client::new();
+    let this = std::env::current_exe()?;
+    let stub = Server::start(&this, &["baseline", "--listen", "127.0.0.1:0"], &[]).await?;
+    let path = "/v3/maps/carto_dw/table?name=my-project.dataset.cities";
+    let direct = wrk(&format!("{}{path}", stub.url), options.seconds, "GET", None, None).await?;
+    let dir = std::env::temp_dir().join(format!("latchkey-bench-gateway-{}", std::process::id()));
+    std::fs::create_dir_all(&dir)?;
+    let mut rows = Vec::new();
+    for store in ["sqlite", "postgres"] {
+        let (database, postgres) = if store == "sqlite" {
+            (format!("sqlite://{}/gateway.db", dir.display()), None)
+        } else {
+            let db = fresh_postgres().await?;
+            (db.url().to_owned(), Some(db))
+        };
+        let serve = Server::serve(&options.latchkey, &database, true).await?;
+        let key = serve.key.clone().context("bootstrap key")?;
+        let token = call(
+            &client,
+            reqwest::Method::POST,
+            &format!("{}/v3/tokens", serve.url),
+            Some(&key),
+            Some(token_body("gateway")),
+        )
+        .await?;
+        let value = token["token"].as_str().unwrap_or_default().to_owned();
+        let gateway = Server::start(
+            &options.latchkey,
+            &["gateway", "--listen", "127.0.0.1:0", "--database", &database, "--upstream", &stub.url],
+            &[],
+        )
+        .await?;
+        let through = wrk(&format!("{}{path}", gateway.url), options.seconds, "GET", None, Some(&value)).await?;
+        gateway.stop().await;
+        serve.stop().await;
+        if let Some(db) = postgres {
+            db.drop_database().await;
+        }
+        rows.push((store, through));
+    }
+    stub.stop().await;
+    let _ = std::fs::remove_dir_all(&dir);
+    let mut out = format!(
+        "## Gateway overhead\n\nA Maps API table request (`GET {path}`) sent straight to the stub data API, and through \
+         `latchkey gateway` with a token that allows it: wrk as above, {} s each. With SQLite the gateway reads every token \
+         from the file (no change feed reaches it); with PostgreSQL it caches, kept true by LISTEN/NOTIFY.\n\n\
+         | route | requests/s | p50 | p99 | added at p50 |\n|---|---:|---:|---:|---:|\n",
+        options.seconds
+    );
+    writeln!(
+        out,
+        "| straight to the stub | {:.0} | {} | {} | — |",
+        direct.requests_per_second,
+        micros_text(direct.p50_us),
+        micros_text(direct.p99_us)
+    )?;
+    for (store, load) in rows {
+        writeln!(
+            out,
+            "| through the gateway, {store} | {:.0} | {} | {} | {} |",
+            load.requests_per_second,
+            micros_text(load.p50_us),
+            micros_text(load.p99_us),
+            micros_text((load.p50_us - direct.p50_us).max(0.0))
         )?;
     }
     out.push('\n');
