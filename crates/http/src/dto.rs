@@ -158,11 +158,10 @@ pub struct UpdateTokenRequest {
     /// Refused with `expiration_immutable`: the expiration is set at
     /// creation only. Listed so that naming it is that error rather than
     /// an unknown field.
-    // Read for its presence only (`JsonBody::present`): a null counts too.
-    #[serde(default)]
+    // Only its presence matters, a null included: `Some(_)` when named.
+    #[serde(default, deserialize_with = "double_option")]
     #[schema(value_type = Option<String>, format = DateTime)]
-    #[allow(dead_code)]
-    pub expiration_date: Option<serde_json::Value>,
+    pub expiration_date: Option<Option<serde_json::Value>>,
 }
 
 impl Fields for UpdateTokenRequest {

@@ -2,6 +2,8 @@
 //! limit, a timeout, JSON bodies on every error, and a last line against
 //! panics.
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use axum::Router;
@@ -12,7 +14,7 @@ use axum::middleware::map_response;
 use axum::response::IntoResponse;
 use tower::ServiceBuilder;
 use tower_http::catch_panic::CatchPanicLayer;
-use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, RequestId, SetRequestIdLayer};
+use tower_http::request_id::{MakeRequestId, PropagateRequestIdLayer, RequestId, SetRequestIdLayer};
 use tower_http::set_header::SetResponseHeaderLayer;
 use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::TraceLayer;
@@ -22,6 +24,30 @@ use crate::Limits;
 use crate::error::ApiError;
 
 const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+
+/// Request ids: a random prefix per process and a counter. Unique across
+/// instances and restarts like a UUID, without a system call per request.
+#[derive(Clone)]
+struct SequentialIds {
+    prefix: u64,
+    next: Arc<AtomicU64>,
+}
+
+impl SequentialIds {
+    fn new() -> Self {
+        use std::hash::{BuildHasher, Hasher};
+        // The standard library seeds each RandomState from the OS once.
+        let prefix = std::collections::hash_map::RandomState::new().build_hasher().finish();
+        Self { prefix, next: Arc::new(AtomicU64::new(0)) }
+    }
+}
+
+impl MakeRequestId for SequentialIds {
+    fn make_request_id<B>(&mut self, _: &Request<B>) -> Option<RequestId> {
+        let n = self.next.fetch_add(1, Ordering::Relaxed);
+        HeaderValue::from_str(&format!("{:016x}-{n:x}", self.prefix)).ok().map(RequestId::new)
+    }
+}
 
 /// The path with every segment that looks like a secret replaced by its
 /// prefix, so that `/v3/tokens/{value}` never puts a token in a log line.
@@ -76,14 +102,24 @@ async fn json_errors(response: Response<Body>) -> Response<Body> {
     }
 }
 
-/// Logs each answer with its status and latency (the path is in the span).
+/// Logs each answer with its status and latency (the path is in the span):
+/// failures at info, successes at debug.
 #[derive(Clone, Copy)]
 struct LogResponse;
 
 impl<B> tower_http::trace::OnResponse<B> for LogResponse {
     fn on_response(self, response: &Response<B>, latency: Duration, _: &Span) {
         let latency_us = u64::try_from(latency.as_micros()).unwrap_or(u64::MAX);
-        tracing::info!(status = response.status().as_u16(), latency_us, "answered");
+        let status = response.status().as_u16();
+        // Answers that went wrong are worth a line at the default level;
+        // successes, most of them authorize calls on the hot path, are
+        // logged at debug so that a busy instance does not spend its time
+        // writing logs.
+        if status >= 400 {
+            tracing::info!(status, latency_us, "answered");
+        } else {
+            tracing::debug!(status, latency_us, "answered");
+        }
     }
 }
 
@@ -97,7 +133,7 @@ pub(crate) fn wrap(router: Router, limits: &Limits) -> Router {
     // itself so that it can answer 413 in a way clients can read.
     router.layer(DefaultBodyLimit::disable()).layer(
         ServiceBuilder::new()
-            .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))
+            .layer(SetRequestIdLayer::new(REQUEST_ID, SequentialIds::new()))
             .layer(PropagateRequestIdLayer::new(REQUEST_ID))
             .layer(TraceLayer::new_for_http().make_span_with(span_for).on_request(()).on_response(LogResponse))
             .layer(CatchPanicLayer::custom(panic_response))

@@ -42,7 +42,8 @@ pub struct Services {
     /// Readiness.
     pub health: Arc<dyn StoreHealth>,
     /// Limits the handlers enforce themselves (the body size).
-    pub limits: Limits,
+    /// Shared, since the state is cloned for every request.
+    pub limits: Arc<Limits>,
 }
 
 /// Limits of the HTTP server.
@@ -126,7 +127,7 @@ pub mod fuzzing {
             .collect();
         let Ok(now) = Timestamp::from_unix_micros(1_800_000_000_000_000) else { return };
         if let Ok(body) = decode::<CreateTokenRequest>(bytes) {
-            let (request, _, unknown_fields) = body.with_unknown();
+            let (request, unknown_fields) = body.with_unknown();
             let draft = TokenDraft {
                 name: request.name,
                 allowed_apis: request.allowed_apis,

@@ -82,7 +82,7 @@ pub async fn create_token(
     Caller(caller): Caller,
     body: JsonBody<CreateTokenRequest>,
 ) -> Result<Response, ApiError> {
-    let (request, _, unknown_fields) = body.with_unknown();
+    let (request, unknown_fields) = body.with_unknown();
     let new = NewToken {
         draft: TokenDraft {
             name: request.name,
@@ -206,13 +206,13 @@ pub async fn update_token(
     body: JsonBody<UpdateTokenRequest>,
 ) -> Result<Response, ApiError> {
     let expected = if_match(&headers);
-    let (request, present, unknown_fields) = body.with_unknown();
+    let (request, unknown_fields) = body.with_unknown();
     let patch = TokenPatch {
         name: request.name,
         allowed_apis: request.allowed_apis,
         grants: request.grants.map(|grants| grants.into_iter().map(Into::into).collect()),
         referers: request.referers,
-        names_expiration: present.contains("expiration_date"),
+        names_expiration: request.expiration_date.is_some(),
         unknown_fields,
     };
     let view = services.tokens.update(&caller, &TokenRef::parse(&token), patch, expected).await?;

@@ -37,7 +37,7 @@ fn services() -> Services {
         authenticator: Arc::new(CredentialRouter::new(Arc::new(UserKeyAuthenticator::new(store.clone())), None)),
         catalog: store.clone(),
         health: store,
-        limits: Limits::default(),
+        limits: Arc::new(Limits::default()),
     }
 }
 

@@ -58,7 +58,7 @@ pub async fn run(args: ServeArgs) -> Result<()> {
         authenticator: Arc::new(CredentialRouter::new(keys, identity_provider)),
         catalog: stores.catalog.clone(),
         health: stores.health.clone(),
-        limits: Limits {
+        limits: Arc::new(Limits {
             body_bytes: args.max_body_bytes,
             request_timeout: Duration::from_secs(args.request_timeout_seconds),
             rate: RateLimits {
@@ -66,7 +66,7 @@ pub async fn run(args: ServeArgs) -> Result<()> {
                 burst: args.auth_failure_burst,
                 exempt: args.rate_limit_exempt.clone(),
             },
-        },
+        }),
     };
     let app = latchkey_http::app(services);
 

@@ -21,6 +21,11 @@ use serde_json::{Value, json};
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
 
+/// The same allocator as `latchkey`, so that the bare handler it is compared
+/// with runs in the same setup.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 const SECRET_KEY: &str = "YmVuY2htYXJrLW9ubHktc2VydmVyLWtleS0zMi1ieXQ=";
 const CONNECTIONS: usize = 16;
 const THREADS: usize = 2;
