@@ -332,6 +332,11 @@ async fn bad_input_gets_a_clear_4xx_and_never_a_5xx() {
             br#"{"allowed_apis": ["lds"], "grants": [], "referrers": ["https://a.com"]}"#.to_vec(),
             "validation_failed",
         ),
+        (
+            "a grant as an array of its fields",
+            br#"{"allowed_apis": ["maps"], "grants": [["carto_dw", "*"]]}"#.to_vec(),
+            "validation_failed",
+        ),
         ("deeply nested", format!("{}{}", "[".repeat(10_000), "]".repeat(10_000)).into_bytes(), "invalid_request"),
     ];
     for (what, body, code) in raw_bodies {
@@ -344,6 +349,19 @@ async fn bad_input_gets_a_clear_4xx_and_never_a_5xx() {
             .unwrap();
         let (status, got) = parse(response).await;
         assert_eq!((status, got["code"].as_str()), (StatusCode::BAD_REQUEST, Some(code)), "{what}: {got}");
+    }
+    // Every field of a patch is optional: an array must not pass for an
+    // empty patch (nor, with If-Match, reach the version check).
+    let (_, created) =
+        server.call(Method::POST, "/v3/tokens", key, Some(json!({"allowed_apis": ["lds"], "grants": []}))).await;
+    let path = format!("/v3/tokens/{}", created["id"].as_str().unwrap());
+    for if_match in [None, Some("\"1\""), Some("")] {
+        let mut request = server.request(Method::PATCH, &path, key).header(CONTENT_TYPE, "application/json");
+        if let Some(value) = if_match {
+            request = request.header("If-Match", value);
+        }
+        let (status, got) = parse(request.body("[null, null]").send().await.unwrap()).await;
+        assert_eq!((status, got["code"].as_str()), (StatusCode::BAD_REQUEST, Some("invalid_request")), "{if_match:?}");
     }
     let (_, got) = server
         .call(Method::POST, "/v3/tokens", key, Some(json!({"allowed_apis": ["lds"], "grants": [], "referrers": []})))

@@ -94,8 +94,11 @@ pub fn decode<T: DeserializeOwned + Fields>(bytes: &[u8]) -> Result<JsonBody<T>,
     // The common case, a well-formed body with known fields only, is read
     // straight into its type (every DTO denies unknown fields). Anything
     // else takes the careful path below, which says what is wrong.
+    // Only an object may take it: serde's derived decoding of a struct also
+    // accepts an array of its fields in order, which is not our schema.
     let mut reader = serde_json::Deserializer::from_slice(bytes);
-    if let Ok(value) = T::deserialize(&mut reader)
+    if bytes.trim_ascii_start().starts_with(b"{")
+        && let Ok(value) = T::deserialize(&mut reader)
         && reader.end().is_ok()
     {
         return Ok(JsonBody { value, unknown: Vec::new() });
@@ -250,7 +253,9 @@ mod tests {
 
     #[test]
     fn what_is_not_a_json_object_is_an_invalid_request() {
-        for body in [&b""[..], b"{", b"[]", b"\"text\"", b"\xff\xfe", b"{\"items\": []} trailing"] {
+        // `[null, []]` would decode as `Sample { name: None, items: [] }` if
+        // arrays were taken for structs.
+        for body in [&b""[..], b"{", b"[]", b"[null, []]", b"\"text\"", b"\xff\xfe", b"{\"items\": []} trailing"] {
             assert!(matches!(decode::<Sample>(body), Err(ApiError::InvalidRequest(_))), "{body:?}");
         }
         let (decoded, _) = decode::<Sample>(br#"{"items": [], "name": null}"#).unwrap().with_unknown();

@@ -3,7 +3,11 @@
 
 use latchkey_app::TokenView;
 use latchkey_domain::validation::GrantDraft;
-use serde::{Deserialize, Serialize};
+use std::fmt;
+
+use serde::de::value::MapAccessDeserializer;
+use serde::de::{MapAccess, Visitor};
+use serde::{Deserialize, Deserializer, Serialize};
 use utoipa::ToSchema;
 
 use crate::body::{Fields, double_option};
@@ -25,8 +29,7 @@ pub enum ApiName {
 }
 
 /// A data source reachable through a connection.
-#[derive(Clone, Debug, Deserialize, Serialize, ToSchema)]
-#[serde(deny_unknown_fields)]
+#[derive(Clone, Debug, Serialize, ToSchema)]
 pub struct GrantBody {
     /// The connection's name, e.g. `carto_dw`.
     #[schema(example = "carto_dw", min_length = 1, max_length = 64, pattern = "^[A-Za-z0-9_-]+$")]
@@ -35,6 +38,32 @@ pub struct GrantBody {
     /// (`project.dataset.table`), or one SQL statement (at most 64 KiB).
     #[schema(example = "my-project.dataset.table", min_length = 1, max_length = 65536)]
     pub source: String,
+}
+
+/// The derived decoding of a grant's fields. It is not `GrantBody`'s own:
+/// serde's derived struct decoding also accepts an array of the fields in
+/// order (`["carto_dw", "*"]`), which the schema does not allow.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, remote = "GrantBody")]
+struct GrantFields {
+    connection_name: String,
+    source: String,
+}
+
+impl<'de> Deserialize<'de> for GrantBody {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct ObjectOnly;
+        impl<'de> Visitor<'de> for ObjectOnly {
+            type Value = GrantBody;
+            fn expecting(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+                formatter.write_str("a grant object")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<GrantBody, A::Error> {
+                GrantFields::deserialize(MapAccessDeserializer::new(map))
+            }
+        }
+        deserializer.deserialize_map(ObjectOnly)
+    }
 }
 
 impl From<GrantBody> for GrantDraft {
@@ -255,4 +284,37 @@ pub struct ConnectionList {
 pub struct Status {
     /// `ok`.
     pub status: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::body::decode;
+    use crate::error::ApiError;
+
+    #[test]
+    fn a_grant_is_an_object_and_nothing_else() {
+        let body = br#"{"allowed_apis": ["sql"], "grants": [{"connection_name": "carto_dw", "source": "*"}]}"#;
+        let (request, _) = decode::<CreateTokenRequest>(body).unwrap().with_unknown();
+        assert_eq!(request.grants[0].connection_name, "carto_dw");
+        let body = br#"{"allowed_apis": ["sql"], "grants": [["carto_dw", "*"]]}"#;
+        let Err(ApiError::Validation(details)) = decode::<CreateTokenRequest>(body) else {
+            panic!("an array taken for a grant")
+        };
+        assert_eq!((details[0].field.as_str(), details[0].code.as_str()), ("grants[0]", "invalid_type"));
+        let body = br#"{"allowed_apis": ["sql"], "grants": [{"connection_name": "c", "source": "*", "extra": 1}]}"#;
+        assert!(matches!(decode::<CreateTokenRequest>(body), Err(ApiError::Validation(_))), "unknown grant field");
+        let body = br#"{"allowed_apis": ["sql"], "grants": [{"connection_name": "c"}]}"#;
+        let Err(ApiError::Validation(details)) = decode::<CreateTokenRequest>(body) else { panic!("missing source") };
+        assert_eq!((details[0].field.as_str(), details[0].code.as_str()), ("grants[0].source", "required"));
+    }
+
+    #[test]
+    fn a_patch_is_an_object_and_nothing_else() {
+        // Every field of a patch is optional, so an array of nulls would be
+        // an empty patch if arrays were taken for objects.
+        for body in [&b"[null, null]"[..], b"[]", b" [null]"] {
+            assert!(matches!(decode::<UpdateTokenRequest>(body), Err(ApiError::InvalidRequest(_))), "{body:?}");
+        }
+    }
 }
