@@ -232,6 +232,8 @@ fn bench(quick: bool) -> Result<()> {
     let root = architecture::workspace_root();
     if Command::new("wrk").arg("--version").output().is_err() {
         println!("wrk is missing; installing Debian's package");
+        // A fresh machine has no package lists yet.
+        run("apt-get", &["update", "-qq"], &root)?;
         run("apt-get", &["install", "-y", "-qq", "wrk"], &root)?;
     }
     let mut envs = Vec::new();
