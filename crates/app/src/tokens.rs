@@ -132,13 +132,6 @@ impl TokenService {
         let connections = self.catalog.connections(&owner.org).await?;
         let expiration = ExpirationInput::Requested { date: new.expiration_date.as_deref(), now };
         let valid = validation::validate(&new.draft, expiration, &connections).map_err(TokenError::Invalid)?;
-        if let Some(limit) = self.max_tokens_per_owner {
-            // A soft limit: two creates racing at the limit may both pass.
-            // It bounds what one user can store, not an exact quota.
-            if self.tokens.count_owned(owner).await? >= limit {
-                return Err(TokenError::TooManyTokens { limit });
-            }
-        }
         for _ in 0..ATTEMPTS {
             let id = with_os_rng(TokenId::generate)?;
             let value = with_os_rng(TokenValue::generate)?;
@@ -156,7 +149,13 @@ impl TokenService {
                 last_used_at: None,
                 version: 1,
             };
-            match self.tokens.insert(&token).await {
+            // The store counts and inserts in one step: creates racing at
+            // the limit cannot overshoot it.
+            let inserted = match self.max_tokens_per_owner {
+                Some(limit) => self.tokens.insert_capped(&token, limit).await,
+                None => self.tokens.insert(&token).await,
+            };
+            match inserted {
                 Ok(()) => {
                     tracing::info!(token_id = %token.id, org = %owner.org, user = %owner.user, "token created");
                     return Ok(TokenView { token, value: Some(value), warnings: validation::warnings(&valid.policy) });
@@ -166,6 +165,9 @@ impl TokenService {
                 Err(InsertError::Duplicate) => continue,
                 Err(InsertError::NameTaken) if generated_name => continue,
                 Err(InsertError::NameTaken) => return Err(TokenError::NameTaken),
+                Err(InsertError::LimitReached) => {
+                    return Err(TokenError::TooManyTokens { limit: self.max_tokens_per_owner.unwrap_or(0) });
+                }
                 Err(InsertError::Backend(e)) => return Err(e.into()),
             }
         }

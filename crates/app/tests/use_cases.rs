@@ -136,7 +136,9 @@ async fn a_taken_name_is_reported_but_a_generated_one_is_retried() {
 #[tokio::test]
 async fn the_token_limit_applies_per_owner() {
     let mut repo = MockTokenRepository::new();
-    repo.expect_count_owned().returning(|_| Ok(3));
+    // The limit goes to the store, which counts and inserts in one step.
+    repo.expect_insert().never();
+    repo.expect_insert_capped().withf(|_, limit| *limit == 3).times(1).returning(|_, _| Err(InsertError::LimitReached));
     let service = service(repo).with_max_tokens_per_owner(Some(3));
     assert!(matches!(service.create(&alice(), maps_token()).await, Err(TokenError::TooManyTokens { limit: 3 })));
 }

@@ -127,6 +127,39 @@ pub async fn concurrent_inserts_of_one_name_let_exactly_one_win(stores: &Stores)
     assert_eq!(stores.tokens.count_owned(&owner).await.unwrap(), 1);
 }
 
+pub async fn capped_inserts_never_overshoot_the_limit(stores: &Stores) {
+    let (ana, bob) = (principal("acme", "ana"), principal("acme", "bob"));
+    stores.tokens.insert(&token(&ana, "old", at(0))).await.unwrap();
+    // Twenty creates race for the four places left under a limit of five.
+    let mut tasks = Vec::new();
+    for i in 1..=20 {
+        let tokens = stores.tokens.clone();
+        let candidate = token(&ana, &format!("racer {i}"), at(i));
+        tasks.push(tokio::spawn(async move { tokens.insert_capped(&candidate, 5).await }));
+    }
+    let mut won = 0;
+    for task in tasks {
+        match task.await.unwrap() {
+            Ok(()) => won += 1,
+            Err(InsertError::LimitReached) => {}
+            Err(other) => panic!("unexpected outcome: {other:?}"),
+        }
+    }
+    assert_eq!(won, 4);
+    assert_eq!(stores.tokens.count_owned(&ana).await.unwrap(), 5);
+    // The limit is per owner; a delete frees a place.
+    stores.tokens.insert_capped(&token(&bob, "mine", at(30)), 5).await.unwrap();
+    let page = stores.tokens.list(&ana, None, 10).await.unwrap();
+    stores.tokens.delete(&page.tokens[0].id, None).await.unwrap();
+    stores.tokens.insert_capped(&token(&ana, "after a delete", at(31)), 5).await.unwrap();
+    assert!(matches!(
+        stores.tokens.insert_capped(&token(&ana, "one too many", at(32)), 5).await,
+        Err(InsertError::LimitReached)
+    ));
+    // A capped insert still refuses a taken name below the limit.
+    assert!(matches!(stores.tokens.insert_capped(&token(&bob, "mine", at(33)), 5).await, Err(InsertError::NameTaken)));
+}
+
 pub async fn concurrent_updates_of_one_version_let_exactly_one_win(stores: &Stores) {
     let owner = principal("acme", "ana");
     let original = token(&owner, "shared", at(0));

@@ -92,6 +92,7 @@ macro_rules! conformance_suite {
             update_replaces_what_it_may_and_keeps_the_rest,
             names_are_unique_per_owner,
             concurrent_inserts_of_one_name_let_exactly_one_win,
+            capped_inserts_never_overshoot_the_limit,
             concurrent_updates_of_one_version_let_exactly_one_win,
             duplicate_ids_and_secrets_are_refused,
             lookup_by_secret_hash,

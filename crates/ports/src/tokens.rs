@@ -37,6 +37,10 @@ pub enum InsertError {
     /// values; the caller may retry with new ones).
     #[error("a token with this id or secret already exists")]
     Duplicate,
+    /// The owner already has as many tokens as the limit allows
+    /// ([`TokenRepository::insert_capped`] only).
+    #[error("the owner has reached the token limit")]
+    LimitReached,
     /// See [`BackendError`].
     #[error(transparent)]
     Backend(#[from] BackendError),
@@ -102,6 +106,17 @@ pub trait TokenRepository: Send + Sync {
     /// [`InsertError::NameTaken`] when the owner has a token of that name;
     /// [`InsertError::Duplicate`] when the id or secret hash exists.
     async fn insert(&self, token: &Token) -> Result<(), InsertError>;
+
+    /// Inserts a token as [`insert`](Self::insert) does, unless its owner
+    /// already has `limit` tokens. Counting and inserting are one atomic
+    /// step with respect to every other capped insert for the same owner,
+    /// from any process sharing the store: creates racing at the limit
+    /// cannot overshoot it.
+    ///
+    /// # Errors
+    /// [`InsertError::LimitReached`] at the limit, otherwise as
+    /// [`insert`](Self::insert).
+    async fn insert_capped(&self, token: &Token, limit: u64) -> Result<(), InsertError>;
 
     /// The token with this id, whoever owns it.
     ///

@@ -63,10 +63,15 @@ fn name_key(token: &Token) -> (Principal, String) {
     (token.owner.clone(), token.name.as_str().to_owned())
 }
 
-#[async_trait]
-impl TokenRepository for MemoryStore {
-    async fn insert(&self, token: &Token) -> Result<(), InsertError> {
+impl MemoryStore {
+    /// Inserts under the write lock, which makes the count and the insert
+    /// one step.
+    fn insert_within(&self, token: &Token, limit: Option<u64>) -> Result<(), InsertError> {
         let mut state = self.write();
+        let owned = state.by_owner.get(&token.owner).map_or(0, |keys| keys.len() as u64);
+        if limit.is_some_and(|limit| owned >= limit) {
+            return Err(InsertError::LimitReached);
+        }
         if state.tokens.contains_key(&token.id) || state.by_hash.contains_key(&token.secret_hash) {
             return Err(InsertError::Duplicate);
         }
@@ -78,6 +83,17 @@ impl TokenRepository for MemoryStore {
         state.by_owner.entry(token.owner.clone()).or_default().insert(list_key(token));
         state.tokens.insert(token.id.clone(), token.clone());
         Ok(())
+    }
+}
+
+#[async_trait]
+impl TokenRepository for MemoryStore {
+    async fn insert(&self, token: &Token) -> Result<(), InsertError> {
+        self.insert_within(token, None)
+    }
+
+    async fn insert_capped(&self, token: &Token, limit: u64) -> Result<(), InsertError> {
+        self.insert_within(token, Some(limit))
     }
 
     async fn get(&self, id: &TokenId) -> Result<Token, GetError> {

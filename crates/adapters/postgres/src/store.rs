@@ -119,20 +119,32 @@ fn token(row: &PgRow) -> Result<Token, BackendError> {
 }
 
 impl PostgresStore {
-    async fn exists(&self, id: &str) -> Result<bool, BackendError> {
-        sqlx::query("SELECT EXISTS (SELECT 1 FROM tokens WHERE id = $1)")
-            .bind(id)
-            .fetch_one(&self.pool)
-            .await
-            .and_then(|row| row.try_get(0))
-            .map_err(backend)
-    }
-}
-
-#[async_trait]
-impl TokenRepository for PostgresStore {
-    async fn insert(&self, token: &Token) -> Result<(), InsertError> {
+    /// Inserts in one transaction. With a limit, the transaction first
+    /// takes an advisory lock on the owner, so that capped inserts for one
+    /// owner, from every instance on the database, count and insert one at
+    /// a time. (Row locks cannot do this: the rows that would be counted
+    /// do not exist yet.)
+    async fn insert_within(&self, token: &Token, limit: Option<u64>) -> Result<(), InsertError> {
         let row = TokenRow::from_token(token)?;
+        let mut transaction = self.pool.begin().await.map_err(backend)?;
+        if let Some(limit) = limit {
+            sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended('latchkey.owner:' || $1 || '/' || $2, 0))")
+                .bind(&row.org)
+                .bind(&row.owner)
+                .execute(&mut *transaction)
+                .await
+                .map_err(backend)?;
+            let owned: i64 = sqlx::query("SELECT count(*) FROM tokens WHERE org = $1 AND owner = $2")
+                .bind(&row.org)
+                .bind(&row.owner)
+                .fetch_one(&mut *transaction)
+                .await
+                .and_then(|r| r.try_get(0))
+                .map_err(backend)?;
+            if u64::try_from(owned).unwrap_or(0) >= limit {
+                return Err(InsertError::LimitReached);
+            }
+        }
         let inserted = sqlx::query(
             "INSERT INTO tokens (id, org, owner, name, secret_hash, sealed_secret, allowed_apis, grants, referers,
                                  expiration_date, created_at, updated_at, last_used_at, version)
@@ -152,16 +164,36 @@ impl TokenRepository for PostgresStore {
         .bind(row.updated_at.as_datetime())
         .bind(row.last_used_at.map(Timestamp::as_datetime))
         .bind(row.version)
-        .execute(&self.pool)
+        .execute(&mut *transaction)
         .await;
         match inserted {
-            Ok(_) => Ok(()),
+            Ok(_) => transaction.commit().await.map_err(|e| InsertError::Backend(backend(e))),
             Err(e) => Err(match unique_violation(&e) {
                 Some("tokens_owner_name_key") => InsertError::NameTaken,
                 Some(_) => InsertError::Duplicate,
                 None => InsertError::Backend(backend(e)),
             }),
         }
+    }
+
+    async fn exists(&self, id: &str) -> Result<bool, BackendError> {
+        sqlx::query("SELECT EXISTS (SELECT 1 FROM tokens WHERE id = $1)")
+            .bind(id)
+            .fetch_one(&self.pool)
+            .await
+            .and_then(|row| row.try_get(0))
+            .map_err(backend)
+    }
+}
+
+#[async_trait]
+impl TokenRepository for PostgresStore {
+    async fn insert(&self, token: &Token) -> Result<(), InsertError> {
+        self.insert_within(token, None).await
+    }
+
+    async fn insert_capped(&self, token: &Token, limit: u64) -> Result<(), InsertError> {
+        self.insert_within(token, Some(limit)).await
     }
 
     async fn get(&self, id: &TokenId) -> Result<Token, GetError> {

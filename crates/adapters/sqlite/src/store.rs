@@ -110,12 +110,23 @@ fn micros(t: Timestamp) -> i64 {
     t.unix_micros()
 }
 
-#[async_trait]
-impl TokenRepository for SqliteStore {
-    async fn insert(&self, token: &Token) -> Result<(), InsertError> {
+impl SqliteStore {
+    /// Inserts in one immediate transaction, which holds SQLite's write
+    /// lock from the count to the insert, for every process on the file.
+    async fn insert_within(&self, token: &Token, limit: Option<u64>) -> Result<(), InsertError> {
         let row = TokenRow::from_token(token)?;
         pool::write(&self.pool, move |c| {
-            let inserted = c.execute(
+            let transaction = c.transaction_with_behavior(TransactionBehavior::Immediate).map_err(backend)?;
+            if let Some(limit) = limit {
+                let owned: i64 = transaction
+                    .prepare_cached("SELECT count(*) FROM tokens WHERE org = ?1 AND owner = ?2")
+                    .and_then(|mut statement| statement.query_row([&row.org, &row.owner], |r| r.get(0)))
+                    .map_err(backend)?;
+                if u64::try_from(owned).unwrap_or(0) >= limit {
+                    return Err(InsertError::LimitReached);
+                }
+            }
+            let inserted = transaction.execute(
                 &format!("INSERT INTO tokens ({TOKEN_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)"),
                 params![
                     row.id,
@@ -135,7 +146,7 @@ impl TokenRepository for SqliteStore {
                 ],
             );
             match inserted {
-                Ok(_) => Ok(()),
+                Ok(_) => transaction.commit().map_err(|e| InsertError::Backend(backend(e))),
                 Err(e) => Err(match unique_violation(&e) {
                     Some(columns) if columns.contains("tokens.name") => InsertError::NameTaken,
                     Some(_) => InsertError::Duplicate,
@@ -144,6 +155,17 @@ impl TokenRepository for SqliteStore {
             }
         })
         .await
+    }
+}
+
+#[async_trait]
+impl TokenRepository for SqliteStore {
+    async fn insert(&self, token: &Token) -> Result<(), InsertError> {
+        self.insert_within(token, None).await
+    }
+
+    async fn insert_capped(&self, token: &Token, limit: u64) -> Result<(), InsertError> {
+        self.insert_within(token, Some(limit)).await
     }
 
     async fn get(&self, id: &TokenId) -> Result<Token, GetError> {
