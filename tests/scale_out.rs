@@ -34,6 +34,23 @@ fn table_request(token: &Value, table: &str) -> Value {
     json!({"token": token["token"], "api": "maps", "connection_name": "carto_dw", "source_type": "table", "source": table})
 }
 
+/// Creates a Maps token for the table `p.d.roads` through `server`: the
+/// token as created and the authorize request that uses it.
+async fn create_roads_token(server: &Server, key: Option<&str>) -> (Value, Value) {
+    let (status, token) = server
+        .call(
+            Method::POST,
+            "/v3/tokens",
+            key,
+            Some(json!({"allowed_apis": ["maps"],
+            "grants": [{"connection_name": "carto_dw", "source": "p.d.roads"}]})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED);
+    let request = table_request(&token, "p.d.roads");
+    (token, request)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_instances_agree_on_every_change() {
     let database = TestDatabase::create().await;
@@ -46,17 +63,7 @@ async fn two_instances_agree_on_every_change() {
     let key = Some(key.as_str());
 
     // An edit through A is re-evaluated by B.
-    let (status, token) = a
-        .call(
-            Method::POST,
-            "/v3/tokens",
-            key,
-            Some(json!({"allowed_apis": ["maps"],
-            "grants": [{"connection_name": "carto_dw", "source": "p.d.roads"}]})),
-        )
-        .await;
-    assert_eq!(status, StatusCode::CREATED);
-    let roads = table_request(&token, "p.d.roads");
+    let (token, roads) = create_roads_token(&a, key).await;
     for _ in 0..3 {
         assert_eq!(b.authorize(roads.clone()).await, (true, None), "B allows, and caches");
     }
@@ -95,32 +102,14 @@ async fn two_instances_agree_on_every_change() {
     b.wait_for_log("lost the connection that listens for token changes", 1).await;
 
     // Whatever the state of B's listener, B is right.
-    let (_, second) = a
-        .call(
-            Method::POST,
-            "/v3/tokens",
-            key,
-            Some(json!({"allowed_apis": ["maps"],
-            "grants": [{"connection_name": "carto_dw", "source": "p.d.roads"}]})),
-        )
-        .await;
-    let request = table_request(&second, "p.d.roads");
+    let (second, request) = create_roads_token(&a, key).await;
     assert_eq!(b.authorize(request.clone()).await, (true, None));
     a.call(Method::DELETE, &format!("/v3/tokens/{}", second["id"].as_str().unwrap()), key, None).await;
     until(&b, &request, (false, Some("token_unknown"))).await;
 
     // Once subscribed again, B caches and hears changes as before.
     b.wait_for_log(LISTENING, 2).await;
-    let (_, third) = a
-        .call(
-            Method::POST,
-            "/v3/tokens",
-            key,
-            Some(json!({"allowed_apis": ["maps"],
-            "grants": [{"connection_name": "carto_dw", "source": "p.d.roads"}]})),
-        )
-        .await;
-    let request = table_request(&third, "p.d.roads");
+    let (third, request) = create_roads_token(&a, key).await;
     for _ in 0..3 {
         assert_eq!(b.authorize(request.clone()).await, (true, None));
     }

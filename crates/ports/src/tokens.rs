@@ -164,10 +164,4 @@ pub trait TokenRepository: Send + Sync {
     /// # Errors
     /// [`BackendError`] when the store cannot be written.
     async fn record_last_use(&self, uses: &[(TokenId, Timestamp)]) -> Result<(), BackendError>;
-
-    /// How many tokens the owner has.
-    ///
-    /// # Errors
-    /// [`BackendError`] when the store cannot be read.
-    async fn count_owned(&self, owner: &Principal) -> Result<u64, BackendError>;
 }

@@ -172,10 +172,6 @@ impl TokenRepository for MemoryStore {
         }
         Ok(())
     }
-
-    async fn count_owned(&self, owner: &Principal) -> Result<u64, BackendError> {
-        Ok(self.read().by_owner.get(owner).map_or(0, |keys| keys.len() as u64))
-    }
 }
 
 #[async_trait]

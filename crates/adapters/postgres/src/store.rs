@@ -313,17 +313,6 @@ impl TokenRepository for PostgresStore {
         .map(drop)
         .map_err(backend)
     }
-
-    async fn count_owned(&self, owner: &Principal) -> Result<u64, BackendError> {
-        let count: i64 = sqlx::query("SELECT count(*) FROM tokens WHERE org = $1 AND owner = $2")
-            .bind(owner.org.as_str())
-            .bind(owner.user.as_str())
-            .fetch_one(&self.pool)
-            .await
-            .and_then(|row| row.try_get(0))
-            .map_err(backend)?;
-        Ok(u64::try_from(count).unwrap_or(0))
-    }
 }
 
 #[async_trait]

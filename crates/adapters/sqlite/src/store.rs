@@ -294,16 +294,6 @@ impl TokenRepository for SqliteStore {
         })
         .await
     }
-
-    async fn count_owned(&self, owner: &Principal) -> Result<u64, BackendError> {
-        let (org, user) = (owner.org.to_string(), owner.user.to_string());
-        let count: i64 = pool::read(&self.pool, move |c| {
-            c.prepare_cached("SELECT count(*) FROM tokens WHERE org = ?1 AND owner = ?2")?
-                .query_row([org, user], |r| r.get(0))
-        })
-        .await?;
-        Ok(u64::try_from(count).unwrap_or(0))
-    }
 }
 
 #[async_trait]
