@@ -11,7 +11,7 @@ use crate::architecture::workspace_root;
 use crate::run;
 
 /// Every fuzz target, in `fuzz/fuzz_targets/`.
-pub const TARGETS: [&str; 5] = ["referer", "source", "sql", "token_value", "request_body"];
+pub const TARGETS: [&str; 7] = ["referer", "source", "sql", "sql_deep", "sql_oracle", "token_value", "request_body"];
 
 pub fn fuzz(seconds: u32) -> Result<()> {
     let root = workspace_root();

@@ -27,9 +27,14 @@ use latchkey_bench::{CONNECTION, Case, Scenario};
 use latchkey_domain::Provider;
 use latchkey_domain::Timestamp;
 use latchkey_domain::decision::decide;
-use latchkey_domain::source::canonical_form;
+use latchkey_domain::sql::QueryKey;
 
 const SIZES: [usize; 3] = [1, 10, 100];
+
+/// The key latchkey compares a query by, as the text the peers index.
+fn canonical_form(sql: &str, provider: Provider) -> Option<String> {
+    QueryKey::new(sql, provider).ok().map(|key| key.as_str().to_owned())
+}
 
 fn cedar_string(text: &str) -> String {
     text.replace('\\', "\\\\").replace('"', "\\\"")

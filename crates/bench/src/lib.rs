@@ -13,12 +13,11 @@ use latchkey_domain::{AccessRequest, Api, Connection, ConnectionName, Policy, Pr
 pub enum Scenario {
     /// A table grant matches (Maps API, table request).
     TableHit,
-    /// A query grant matches by canonical form: the request is the granted
-    /// query with other keyword case, layout and a comment (SQL API), so it
-    /// must be parsed.
+    /// A query grant matches by key: the request is the granted query with
+    /// other keyword case, layout and a comment (SQL API), so it is lexed.
     QueryHit,
     /// A query grant matches a request that differs only in layout and
-    /// comments: found by its tokens, without parsing.
+    /// comments: also lexed (only the very same text is not).
     QueryLayout,
     /// A pattern grant matches (Maps API, table request).
     PatternHit,
@@ -194,11 +193,12 @@ mod tests {
     }
 
     #[test]
-    fn the_query_scenario_needs_the_canonical_comparison() {
+    fn the_query_scenario_needs_the_key_comparison() {
+        use latchkey_domain::sql::QueryKey;
         assert_ne!(granted_query(3), reformatted_query(3), "not the same text");
         assert_eq!(
-            latchkey_domain::source::canonical_form(&granted_query(3), Provider::CartoDw),
-            latchkey_domain::source::canonical_form(&reformatted_query(3), Provider::CartoDw)
+            QueryKey::new(&granted_query(3), Provider::CartoDw),
+            QueryKey::new(&reformatted_query(3), Provider::CartoDw)
         );
     }
 }

@@ -7,7 +7,8 @@ use std::collections::{HashMap, HashSet};
 
 use crate::grant::Grant;
 use crate::provider::Provider;
-use crate::source::{CanonicalQuery, Matcher, PatternKey, TableKey};
+use crate::source::{Matcher, PatternKey, TableKey};
+use crate::sql::QueryKey;
 
 /// The grants on one connection (for one provider: grants made on a
 /// connection all saw its one provider).
@@ -16,11 +17,10 @@ pub(crate) struct ConnectionGrants {
     pub(crate) all_sources: bool,
     pub(crate) tables: HashSet<TableKey>,
     pub(crate) patterns: Vec<PatternKey>,
-    /// Query grants by their text as written, by token key, and by
-    /// canonical form: three ways, cheapest first, to find the same grant.
+    /// Query grants by their text as written (the same text is the same
+    /// statement, and needs no lexing) and by key.
     pub(crate) query_texts: HashSet<String>,
-    pub(crate) query_tokens: HashSet<String>,
-    pub(crate) queries: HashSet<CanonicalQuery>,
+    pub(crate) queries: HashSet<QueryKey>,
 }
 
 /// Grants by connection name, then by provider.
@@ -48,12 +48,9 @@ impl GrantIndex {
                     entry.tables.insert(key.clone());
                 }
                 Matcher::Pattern(key) => entry.patterns.push(key.clone()),
-                Matcher::Query(canonical, tokens) => {
+                Matcher::Query { key, .. } => {
                     entry.query_texts.insert(grant.source().text().to_owned());
-                    if let Some(tokens) = tokens {
-                        entry.query_tokens.insert(tokens.clone());
-                    }
-                    entry.queries.insert(canonical.clone());
+                    entry.queries.insert(key.clone());
                 }
             }
         }

@@ -17,6 +17,7 @@ pub mod provider;
 pub mod referer;
 pub mod secret;
 pub mod source;
+pub mod sql;
 pub mod timestamp;
 pub mod token;
 pub mod validation;

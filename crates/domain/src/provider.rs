@@ -69,7 +69,15 @@ impl Provider {
         }
     }
 
-    /// The SQL dialect that queries for this warehouse are parsed with.
+    /// Whether the warehouse reads a whole name in one pair of backticks,
+    /// `` `p.d.t` ``, as a dotted path. BigQuery does; Databricks reads one
+    /// name with dots in it, and the others do not quote with backticks.
+    #[must_use]
+    pub const fn splits_backticked_names(self) -> bool {
+        matches!(self, Provider::Bigquery | Provider::CartoDw)
+    }
+
+    /// The SQL dialect whose parser decides the `query_not_parsed` warning.
     #[must_use]
     pub fn dialect(self) -> &'static dyn Dialect {
         match self {

@@ -2,15 +2,16 @@
 //! that requests are compared with.
 //!
 //! A source is classified once, when a grant is made, and bound to the
-//! provider of its connection: table names are folded and queries are
-//! canonicalised then, so that deciding a request compares prepared keys.
+//! provider of its connection: table names are folded and queries are read
+//! into their keys ([`crate::sql`]) then, so that deciding a request
+//! compares prepared keys.
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
 
 use sqlparser::parser::Parser;
-use sqlparser::tokenizer::{Token, TokenWithSpan, Tokenizer};
 
 use crate::provider::Provider;
+use crate::sql::{self, QueryKey, QueryRefusal};
 
 /// The longest source, in bytes of UTF-8.
 pub const MAX_SOURCE_BYTES: usize = 64 * 1024;
@@ -54,8 +55,19 @@ pub enum SourceError {
     InvalidPattern(&'static str),
     #[error("a query source must be a single SQL statement")]
     MultipleStatements,
-    #[error("the source contains a control character (only tab, line feed and carriage return are allowed)")]
+    #[error(
+        "the source contains a control character or a Unicode line separator (only tab, line feed and a carriage \
+         return before a line feed are allowed)"
+    )]
     InvalidCharacter,
+    #[error(
+        "a quoted part of a name contains a dot, or the whole name is in backticks on a warehouse other than \
+         BigQuery: warehouses differ on whether that is one name or a path"
+    )]
+    AmbiguousName,
+    /// A query that cannot be compared with certainty (SPEC §2).
+    #[error("{0}")]
+    Query(QueryRefusal),
 }
 
 impl SourceError {
@@ -68,7 +80,13 @@ impl SourceError {
             SourceError::PatternTooBroad => "pattern_too_broad",
             SourceError::InvalidPattern(_) => "pattern_invalid",
             SourceError::MultipleStatements => "multiple_statements",
-            SourceError::InvalidCharacter => "source_invalid_character",
+            SourceError::InvalidCharacter | SourceError::Query(QueryRefusal::ControlCharacter) => {
+                "source_invalid_character"
+            }
+            SourceError::AmbiguousName => "name_ambiguous",
+            SourceError::Query(QueryRefusal::Empty) => "source_empty",
+            SourceError::Query(QueryRefusal::TooManyTokens | QueryRefusal::TooDeep) => "query_too_complex",
+            SourceError::Query(_) => "query_ambiguous",
         }
     }
 }
@@ -88,25 +106,49 @@ fn is_unquoted_char(c: char) -> bool {
     c.is_ascii_alphanumeric() || matches!(c, '_' | '$' | '-')
 }
 
-/// Splits a dotted name into segments, or `None` when `text` is not one.
+/// A dotted name split into segments.
+struct Dotted {
+    segments: Vec<Segment>,
+    /// Whether the whole name was in one pair of backticks.
+    whole_backticked: bool,
+}
+
+/// Splits a dotted name into segments: `Ok(None)` when `text` is not a
+/// name, and [`SourceError::AmbiguousName`] for a name whose reading
+/// depends on the warehouse.
 ///
 /// Accepted forms: segments of `[A-Za-z0-9_$-]` (and `*`, for patterns),
 /// segments quoted with `"…"` (a doubled `""` stands for one quote) or with
 /// backticks, joined by dots; or a whole name in one pair of backticks, as
 /// BigQuery writes `` `project.dataset.table` ``.
-fn lex_dotted(text: &str) -> Option<Vec<Segment>> {
+///
+/// A quoted segment that contains a dot is ambiguous: BigQuery splits
+/// `` p.d.`x.y` `` into a four-part path, Databricks and PostgreSQL read one
+/// name `x.y`. Refusing it keeps a pattern `p.d.*` from matching it.
+fn lex_dotted(text: &str) -> Result<Option<Dotted>, SourceError> {
     if let Some(inner) = text.strip_prefix('`').and_then(|t| t.strip_suffix('`'))
         && !inner.contains('`')
     {
-        return inner
+        let segments: Option<Vec<Segment>> = inner
             .split('.')
             .map(|part| {
                 let ok = !part.is_empty() && !part.chars().any(char::is_control);
                 ok.then(|| Segment { text: part.to_owned(), quoted: true, wild: true })
             })
             .collect();
+        return Ok(segments.map(|segments| Dotted { segments, whole_backticked: inner.contains('.') }));
     }
+    let Some(segments) = lex_segments(text) else {
+        return Ok(None);
+    };
+    if segments.iter().any(|s| s.quoted && s.text.contains('.')) {
+        return Err(SourceError::AmbiguousName);
+    }
+    Ok(Some(Dotted { segments, whole_backticked: false }))
+}
 
+/// Splits `segment.segment…` (quoted or not), or `None`.
+fn lex_segments(text: &str) -> Option<Vec<Segment>> {
     let mut segments = Vec::new();
     let mut chars = text.chars().peekable();
     loop {
@@ -176,8 +218,11 @@ impl TableKey {
     /// Parses a requested table name (no wildcards) and folds it, or `None`
     /// when `text` is not a table name of 1 to 4 segments.
     pub(crate) fn parse(text: &str, provider: Provider) -> Option<Self> {
-        let segments = lex_dotted(text.trim())?;
-        if segments.len() > MAX_SEGMENTS || segments.iter().any(|s| s.wild && s.text.contains('*')) {
+        let Dotted { segments, whole_backticked } = lex_dotted(trim(text)).ok()??;
+        if segments.len() > MAX_SEGMENTS
+            || segments.iter().any(|s| s.wild && s.text.contains('*'))
+            || (whole_backticked && !provider.splits_backticked_names())
+        {
             return None;
         }
         Some(Self(segments.iter().map(|s| fold(s, provider)).collect()))
@@ -206,215 +251,70 @@ impl PatternKey {
     }
 }
 
-/// A query in a form where formatting no longer matters.
-///
-/// The two variants never compare equal to each other: a query the dialect
-/// parsed cannot match one that it could not.
-#[derive(Clone, Debug, PartialEq, Eq, Hash)]
-pub(crate) enum CanonicalQuery {
-    /// The statement as `sqlparser` prints it back.
-    Parsed(String),
-    /// The text with comments removed and whitespace runs collapsed.
-    Text(String),
-}
-
-/// Why a query cannot be canonicalised.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum QueryError {
-    Empty,
-    MultipleStatements,
-}
-
-impl CanonicalQuery {
-    /// Canonicalises `sql` with the dialect of `provider`.
-    ///
-    /// Identifiers, literals and parameter placeholders are kept as written;
-    /// whitespace, comments and keyword case are not. A statement the
-    /// dialect cannot parse falls back to [`normalize_text`].
-    pub(crate) fn new(sql: &str, provider: Provider) -> Result<Self, QueryError> {
-        Self::from_tokens(sql, tokenize(sql, provider), provider)
-    }
-
-    /// Canonicalises `sql`, already tokenized (`None`: it could not be).
-    pub(crate) fn from_tokens(
-        sql: &str,
-        tokens: Option<Vec<TokenWithSpan>>,
-        provider: Provider,
-    ) -> Result<Self, QueryError> {
-        // sqlparser is fuzzed upstream and bounds its recursion, but a panic
-        // in a third-party parser must not take a request down with it: a
-        // query it cannot handle is treated like one it cannot parse.
-        let parsed = tokens.and_then(|tokens| {
-            catch_unwind(AssertUnwindSafe(|| {
-                Parser::new(provider.dialect()).with_tokens_with_locations(tokens).parse_statements()
-            }))
-            .ok()
-        });
-        match parsed {
-            Some(Ok(statements)) => match statements.as_slice() {
-                [] => Err(QueryError::Empty),
-                [statement] => Ok(Self::Parsed(statement.to_string())),
-                _ => Err(QueryError::MultipleStatements),
-            },
-            Some(Err(_)) | None => {
-                let text = normalize_text(sql);
-                if text.is_empty() { Err(QueryError::Empty) } else { Ok(Self::Text(text)) }
-            }
-        }
-    }
-}
-
-/// A query's tokens as the dialect reads them, without whitespace and
-/// comments, each followed by a unit separator (U+001F). Two texts with the
-/// same key parse to the same statement, so a request whose key equals a
-/// grant's matches it without being parsed: the cheap path for a query that
-/// differs from its grant only by layout and comments. Case is kept, since
-/// a keyword cannot be told from an identifier without parsing.
-///
-/// The separator cannot be confused with a token's own text: outside
-/// quotes no token holds a control character, and a grant's source holds
-/// none at all (V6), so only a request's key can contain one inside a token,
-/// and such a key equals no grant's.
-pub(crate) fn token_key(tokens: &[TokenWithSpan]) -> Option<String> {
-    use std::fmt::Write;
-    let mut key = String::with_capacity(tokens.len() * 8);
-    for token in tokens.iter().map(|t| &t.token).filter(|t| !matches!(t, Token::Whitespace(_) | Token::EOF)) {
-        write!(key, "{token}\u{1f}").ok()?;
-    }
-    (!key.is_empty()).then_some(key)
-}
-
-/// The dialect's tokens of `sql`, or `None` when it cannot tokenize it.
-/// Tokenizing once serves both the token key and, when that finds nothing,
-/// the parse.
-pub(crate) fn tokenize(sql: &str, provider: Provider) -> Option<Vec<TokenWithSpan>> {
-    catch_unwind(AssertUnwindSafe(|| Tokenizer::new(provider.dialect(), sql).tokenize_with_location())).ok()?.ok()
-}
-
-/// The canonical form a query is compared by under `provider`'s dialect:
-/// the statement as `sqlparser` prints it back, or, for a statement the
-/// dialect cannot parse, the normalised text prefixed with `text:`. `None`
-/// for an empty source or several statements. For tools and benchmarks
-/// that need the comparison key itself.
-#[must_use]
-pub fn canonical_form(sql: &str, provider: Provider) -> Option<String> {
-    match CanonicalQuery::new(sql, provider).ok()? {
-        CanonicalQuery::Parsed(text) => Some(text),
-        CanonicalQuery::Text(text) => Some(format!("text:{text}")),
-    }
-}
-
-/// Removes SQL comments and collapses runs of whitespace into one space,
-/// leaving quoted text (`'…'`, `"…"`, `` `…` ``) untouched.
-///
-/// A comment becomes a space rather than nothing, because in SQL it
-/// separates tokens: `a/**/b` is `a b`, not `ab`.
-#[must_use]
-pub fn normalize_text(sql: &str) -> String {
-    let mut out = String::with_capacity(sql.len());
-    let mut pending_space = false;
-    let mut chars = sql.chars().peekable();
-    while let Some(c) = chars.next() {
-        match c {
-            '-' if chars.peek() == Some(&'-') => {
-                for next in chars.by_ref() {
-                    if next == '\n' {
-                        break;
-                    }
-                }
-                pending_space = true;
-            }
-            '/' if chars.peek() == Some(&'*') => {
-                chars.next();
-                let mut previous = '\0';
-                for next in chars.by_ref() {
-                    if previous == '*' && next == '/' {
-                        break;
-                    }
-                    previous = next;
-                }
-                pending_space = true;
-            }
-            c if c.is_whitespace() => pending_space = true,
-            '\'' | '"' | '`' => {
-                if pending_space && !out.is_empty() {
-                    out.push(' ');
-                }
-                pending_space = false;
-                out.push(c);
-                // Copy up to and including the closing quote; an unclosed
-                // quote runs to the end. A doubled quote closes and reopens,
-                // which copies it unchanged.
-                for next in chars.by_ref() {
-                    out.push(next);
-                    if next == c {
-                        break;
-                    }
-                }
-            }
-            c => {
-                if pending_space && !out.is_empty() {
-                    out.push(' ');
-                }
-                pending_space = false;
-                out.push(c);
-            }
-        }
-    }
-    out
-}
-
 /// The comparison keys of a bound source.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub(crate) enum Matcher {
     All,
     Pattern(PatternKey),
     Table(TableKey),
-    /// The canonical form, and the token key when the dialect tokenizes it.
-    Query(CanonicalQuery, Option<String>),
+    /// The query's key, and whether the provider's SQL dialect parses it
+    /// (which only decides a warning: matching compares keys).
+    Query {
+        key: QueryKey,
+        parsed: bool,
+    },
 }
 
 /// A grant's source, classified and bound to its connection's provider.
 ///
 /// Invariant: `text` is the trimmed source as written, at most
 /// [`MAX_SOURCE_BYTES`] bytes, and `matcher` is its classification under §2
-/// with names folded and queries canonicalised for the provider.
+/// with names folded and queries read into their keys for the provider.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct Source {
     text: String,
     matcher: Matcher,
 }
 
+/// Trims the whitespace every warehouse agrees on. Unicode whitespace is
+/// kept, so that it is refused rather than silently dropped: PostgreSQL
+/// reads U+00A0 as part of a name.
+#[must_use]
+pub fn trim(text: &str) -> &str {
+    text.trim_matches(|c| matches!(c, ' ' | '\t' | '\n' | '\r'))
+}
+
 /// The provider-independent shape of a source.
 enum Shape {
     All,
-    Pattern { prefix: Vec<Segment>, stem: Segment },
-    Table(Vec<Segment>),
+    Pattern { prefix: Vec<Segment>, stem: Segment, whole_backticked: bool },
+    Table { segments: Vec<Segment>, whole_backticked: bool },
     Query,
 }
 
 fn classify(raw: &str) -> Result<(&str, Shape), SourceError> {
-    let text = raw.trim();
+    let text = trim(raw);
     if text.is_empty() {
         return Err(SourceError::Empty);
     }
     if text.len() > MAX_SOURCE_BYTES {
         return Err(SourceError::TooLong { len: text.len() });
     }
-    // NUL and other control characters have no place in a name or a query,
-    // and no store keeps NUL in text.
-    if text.chars().any(|c| c.is_control() && !matches!(c, '\t' | '\n' | '\r')) {
-        return Err(SourceError::InvalidCharacter);
-    }
+    // Control characters have no place in a name or a query (no store
+    // keeps NUL in text, and warehouses disagree on where a lone carriage
+    // return ends a comment).
+    sql::check_characters(text.as_bytes()).map_err(|_| SourceError::InvalidCharacter)?;
     if text == "*" {
         return Ok((text, Shape::All));
     }
-    let Some(mut segments) = lex_dotted(text) else {
+    let Some(Dotted { mut segments, whole_backticked }) = lex_dotted(text)? else {
         return Ok((text, Shape::Query));
     };
     let starred = |s: &Segment| s.wild && s.text.contains('*');
     if !segments.iter().any(starred) {
-        return Ok((text, if segments.len() <= MAX_SEGMENTS { Shape::Table(segments) } else { Shape::Query }));
+        let shape =
+            if segments.len() <= MAX_SEGMENTS { Shape::Table { segments, whole_backticked } } else { Shape::Query };
+        return Ok((text, shape));
     }
     let Some(mut last) = segments.pop() else {
         return Ok((text, Shape::Query));
@@ -430,7 +330,23 @@ fn classify(raw: &str) -> Result<(&str, Shape), SourceError> {
         return Err(SourceError::InvalidPattern("a pattern may have at most four segments"));
     }
     last.text.truncate(stem_len);
-    Ok((text, Shape::Pattern { prefix: segments, stem: last }))
+    Ok((text, Shape::Pattern { prefix: segments, stem: last, whole_backticked }))
+}
+
+/// Whether `sql` is one statement that `provider`'s sqlparser dialect
+/// parses. Only a warning depends on it, so a parser failure of any kind,
+/// a panic included, is a "no".
+///
+/// The query is within the caps of [`sql`], so the parse tree is bounded:
+/// sqlparser limits its own recursion, and a chain of binary operators,
+/// which it builds without recursing, is at most half the token cap deep,
+/// which dropping the tree handles on a worker thread's stack (a test
+/// checks the worst case).
+fn dialect_parses(text: &str, provider: Provider) -> bool {
+    catch_unwind(AssertUnwindSafe(|| {
+        Parser::new(provider.dialect()).try_with_sql(text).and_then(|mut parser| parser.parse_statements())
+    }))
+    .is_ok_and(|parsed| parsed.is_ok_and(|statements| statements.len() == 1))
 }
 
 impl Source {
@@ -443,7 +359,7 @@ impl Source {
         classify(raw).map(|(_, shape)| match shape {
             Shape::All => SourceKind::All,
             Shape::Pattern { .. } => SourceKind::Pattern,
-            Shape::Table(_) => SourceKind::Table,
+            Shape::Table { .. } => SourceKind::Table,
             Shape::Query => SourceKind::Query,
         })
     }
@@ -451,25 +367,36 @@ impl Source {
     /// Classifies `raw` (trimmed) and binds it to `provider`.
     ///
     /// # Errors
-    /// [`SourceError`] as for [`Source::classify`], and
-    /// [`SourceError::MultipleStatements`] for a query of several statements.
+    /// [`SourceError`] as for [`Source::classify`];
+    /// [`SourceError::AmbiguousName`] for a whole name in backticks on a
+    /// warehouse that does not split it; for a query,
+    /// [`SourceError::MultipleStatements`] and [`SourceError::Query`] when
+    /// it cannot be compared with certainty.
     pub fn new(raw: &str, provider: Provider) -> Result<Self, SourceError> {
         let (text, shape) = classify(raw)?;
         let matcher = match shape {
+            Shape::Pattern { whole_backticked: true, .. } | Shape::Table { whole_backticked: true, .. }
+                if !provider.splits_backticked_names() =>
+            {
+                return Err(SourceError::AmbiguousName);
+            }
             Shape::All => Matcher::All,
-            Shape::Pattern { prefix, stem } => Matcher::Pattern(PatternKey {
+            Shape::Pattern { prefix, stem, .. } => Matcher::Pattern(PatternKey {
                 prefix: prefix.iter().map(|s| fold(s, provider)).collect(),
                 stem: fold(&stem, provider),
             }),
-            Shape::Table(segments) => Matcher::Table(TableKey(segments.iter().map(|s| fold(s, provider)).collect())),
+            Shape::Table { segments, .. } => {
+                Matcher::Table(TableKey(segments.iter().map(|s| fold(s, provider)).collect()))
+            }
             Shape::Query => {
-                let tokens = tokenize(text, provider);
-                let key = tokens.as_deref().and_then(token_key);
-                let canonical = CanonicalQuery::from_tokens(text, tokens, provider).map_err(|e| match e {
-                    QueryError::Empty => SourceError::Empty,
-                    QueryError::MultipleStatements => SourceError::MultipleStatements,
+                let lexed = sql::lex(text, provider).map_err(|refusal| match refusal {
+                    QueryRefusal::Empty => SourceError::Empty,
+                    other => SourceError::Query(other),
                 })?;
-                Matcher::Query(canonical, key)
+                if lexed.several_statements {
+                    return Err(SourceError::MultipleStatements);
+                }
+                Matcher::Query { key: lexed.key, parsed: dialect_parses(text, provider) }
             }
         };
         Ok(Self { text: text.to_owned(), matcher })
@@ -488,17 +415,17 @@ impl Source {
             Matcher::All => SourceKind::All,
             Matcher::Pattern(_) => SourceKind::Pattern,
             Matcher::Table(_) => SourceKind::Table,
-            Matcher::Query(..) => SourceKind::Query,
+            Matcher::Query { .. } => SourceKind::Query,
         }
     }
 
-    /// For a query source, whether the provider's dialect could parse it
-    /// (when it could not, requests are compared by normalised text).
+    /// For a query source, whether the provider's sqlparser dialect parses
+    /// it. A query it cannot parse is still compared by its key; the answer
+    /// only decides the `query_not_parsed` warning.
     #[must_use]
     pub fn query_parsed(&self) -> Option<bool> {
         match &self.matcher {
-            Matcher::Query(CanonicalQuery::Parsed(_), _) => Some(true),
-            Matcher::Query(CanonicalQuery::Text(_), _) => Some(false),
+            Matcher::Query { parsed, .. } => Some(*parsed),
             _ => None,
         }
     }
@@ -630,21 +557,24 @@ mod tests {
         }
     }
 
-    fn canonical(sql: &str, provider: Provider) -> CanonicalQuery {
-        CanonicalQuery::new(sql, provider).unwrap()
+    fn key(sql: &str, provider: Provider) -> QueryKey {
+        match Source::new(sql, provider).unwrap().matcher() {
+            Matcher::Query { key, .. } => key.clone(),
+            other => panic!("not a query: {other:?}"),
+        }
     }
 
     #[test]
-    fn queries_compare_by_canonical_form() {
+    fn queries_compare_by_key() {
         let same: &[(&str, &str, Provider)] = &[
-            ("SELECT a FROM t WHERE x = 1", "select  a\n from t -- why\n where x=1", Postgres),
-            ("SELECT * FROM `p.d.t` WHERE id = @id", "/* c */ select *\nFROM `p.d.t` where id=@id;", Bigquery),
+            ("SELECT a FROM t WHERE x = 1", "select  a\n from t -- why\n where x = 1", Postgres),
+            ("SELECT * FROM `p.d.t` WHERE id = @id", "/* c */ select *\nFROM `p.d.t` where id = @id;", Bigquery),
             ("SELECT * FROM t WHERE a = $1", "SELECT *   FROM t WHERE a = $1", Postgres),
             ("SELECT * FROM t WHERE a = :a", "select * from t where a = :a", Snowflake),
-            ("SELECT * FROM t WHERE a = ?", "select * from t\twhere a = ?", Databricks),
+            ("SELECT * FROM t WHERE a = ?", "SELECT * FROM t\tWHERE a = ?", Databricks),
         ];
         for (a, b, provider) in same {
-            assert_eq!(canonical(a, *provider), canonical(b, *provider), "{a:?} vs {b:?}");
+            assert_eq!(key(a, *provider), key(b, *provider), "{a:?} vs {b:?}");
         }
         let different: &[(&str, &str, Provider)] = &[
             ("SELECT a FROM t", "SELECT b FROM t", Postgres),
@@ -653,40 +583,38 @@ mod tests {
             ("SELECT * FROM t WHERE id = @id", "SELECT * FROM t WHERE id = @other", Bigquery),
             ("SELECT * FROM t WHERE a = $1", "SELECT * FROM t WHERE a = $2", Postgres),
             ("SELECT * FROM t", "SELECT * FROM t WHERE true", Postgres),
-            ("SELECT * FROM t", "SELECT * FROM t; DROP TABLE t", Postgres),
         ];
         for (a, b, provider) in different {
-            assert_ne!(CanonicalQuery::new(a, *provider), CanonicalQuery::new(b, *provider), "{a:?} vs {b:?}");
+            assert_ne!(key(a, *provider), key(b, *provider), "{a:?} vs {b:?}");
         }
     }
 
     #[test]
-    fn unparseable_queries_fall_back_to_normalised_text() {
+    fn queries_the_dialect_cannot_parse_are_keyed_and_flagged() {
         let odd = "FROBNICATE the   widgets -- trailing\n  /* note */ NOW";
-        assert_eq!(canonical(odd, Postgres), CanonicalQuery::Text("FROBNICATE the widgets NOW".into()));
-        assert_eq!(canonical(odd, Postgres), canonical("FROBNICATE the widgets NOW", Postgres));
-        assert_ne!(canonical(odd, Postgres), canonical("frobnicate the widgets now", Postgres));
+        assert_eq!(key(odd, Postgres), key("frobnicate the widgets now", Postgres));
+        assert_ne!(key(odd, Postgres), key("FROBNICATE the widgets", Postgres));
         let source = Source::new(odd, Postgres).unwrap();
         assert_eq!(source.kind(), SourceKind::Query);
         assert_eq!(source.query_parsed(), Some(false));
+        assert_eq!(Source::new("SELECT 1", Postgres).unwrap().query_parsed(), Some(true));
     }
 
     #[test]
-    fn text_normalisation_keeps_quoted_text() {
-        let cases = [
-            ("a  \n b", "a b"),
-            ("  a  ", "a"),
-            ("x = 'two  spaces -- not a comment'", "x = 'two  spaces -- not a comment'"),
-            ("\"odd  name\"  /* c */ y", "\"odd  name\" y"),
-            ("a/**/b", "a b"),
-            ("a -- c", "a"),
-            ("'it''s'  x", "'it''s' x"),
-            ("'unclosed  ", "'unclosed  "),
-            ("/* unclosed", ""),
+    fn queries_that_cannot_be_compared_are_invalid_grants() {
+        let cases: &[(&str, Provider, &str)] = &[
+            ("SELECT a FROM t --\rUNION SELECT b FROM s", Bigquery, "source_invalid_character"),
+            ("SELECT a /* /* */ */ FROM t", Postgres, "query_ambiguous"),
+            ("SELECT 'a\\' -- ' FROM t", Postgres, "query_ambiguous"),
+            ("SELECT a # c", Snowflake, "query_ambiguous"),
+            ("SELECT 'never", Bigquery, "query_ambiguous"),
+            ("SELECT a FROM\u{a0}t", Postgres, "query_ambiguous"),
         ];
-        for (input, expected) in cases {
-            assert_eq!(normalize_text(input), expected, "{input:?}");
+        for (sql, provider, code) in cases {
+            assert_eq!(Source::new(sql, *provider).map_err(|e| e.code()), Err(*code), "{sql:?}");
         }
+        let deep = format!("SELECT {}1{}", "(".repeat(65), ")".repeat(65));
+        assert_eq!(Source::new(&deep, Postgres).map_err(|e| e.code()), Err("query_too_complex"));
     }
 
     #[test]

@@ -12,6 +12,7 @@ use crate::grant::{Grant, kind_serves};
 use crate::names::{ConnectionName, NameError, TokenName};
 use crate::referer::RefererPattern;
 use crate::source::{Source, SourceError, SourceKind};
+use crate::sql::QueryRefusal;
 use crate::timestamp::Timestamp;
 use crate::token::{Connection, MAX_GRANTS, MAX_REFERERS, Policy, PolicyError, fold_duplicates};
 
@@ -43,6 +44,13 @@ pub enum IssueCode {
     MultipleStatements,
     /// V6: a control character in a source.
     SourceInvalidCharacter,
+    /// V6: a name whose quoted parts warehouses read differently.
+    NameAmbiguous,
+    /// V6: a query with a construct that cannot be compared with certainty
+    /// (SPEC §2).
+    QueryAmbiguous,
+    /// V6: a query past the size or nesting cap.
+    QueryTooComplex,
     /// V7.
     NameEmpty,
     /// V7.
@@ -87,6 +95,9 @@ impl IssueCode {
             IssueCode::PatternInvalid => "pattern_invalid",
             IssueCode::MultipleStatements => "multiple_statements",
             IssueCode::SourceInvalidCharacter => "source_invalid_character",
+            IssueCode::NameAmbiguous => "name_ambiguous",
+            IssueCode::QueryAmbiguous => "query_ambiguous",
+            IssueCode::QueryTooComplex => "query_too_complex",
             IssueCode::NameEmpty => "name_empty",
             IssueCode::NameTooLong => "name_too_long",
             IssueCode::NameInvalid => "name_invalid",
@@ -192,7 +203,13 @@ fn source_issue(field: String, error: &SourceError) -> FieldIssue {
         SourceError::PatternTooBroad => IssueCode::PatternTooBroad,
         SourceError::InvalidPattern(_) => IssueCode::PatternInvalid,
         SourceError::MultipleStatements => IssueCode::MultipleStatements,
-        SourceError::InvalidCharacter => IssueCode::SourceInvalidCharacter,
+        SourceError::InvalidCharacter | SourceError::Query(QueryRefusal::ControlCharacter) => {
+            IssueCode::SourceInvalidCharacter
+        }
+        SourceError::AmbiguousName => IssueCode::NameAmbiguous,
+        SourceError::Query(QueryRefusal::Empty) => IssueCode::SourceEmpty,
+        SourceError::Query(QueryRefusal::TooManyTokens | QueryRefusal::TooDeep) => IssueCode::QueryTooComplex,
+        SourceError::Query(_) => IssueCode::QueryAmbiguous,
     };
     FieldIssue::new(field, code, error.to_string())
 }
@@ -451,8 +468,8 @@ pub fn warnings(policy: &Policy) -> Vec<FieldIssue> {
                 field,
                 IssueCode::QueryNotParsed,
                 format!(
-                    "the {} SQL dialect could not parse this query; requests must send the same text \
-                     (comments and extra whitespace aside)",
+                    "the {} SQL parser could not read this query as one statement: check it for typos. Requests \
+                     are still compared with it token by token",
                     grant.provider()
                 ),
             )),
