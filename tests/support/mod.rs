@@ -89,10 +89,21 @@ pub struct Server {
 impl Server {
     /// Starts the binary on a free port and waits until it listens.
     pub fn start(database: &str, extra_args: &[&str], env: &[(&str, &str)], log: &Path) -> Self {
+        let serve = ["serve", "--listen", "127.0.0.1:0", "--database", database, "--usage-flush-ms", "100"];
+        Self::run(&serve, extra_args, env, log)
+    }
+
+    /// Starts `latchkey gateway` in front of `upstream` on a free port.
+    pub fn gateway(database: &str, upstream: &str, extra_args: &[&str], env: &[(&str, &str)], log: &Path) -> Self {
+        let gateway = ["gateway", "--listen", "127.0.0.1:0", "--database", database, "--upstream", upstream];
+        Self::run(&gateway, extra_args, env, log)
+    }
+
+    fn run(args: &[&str], extra_args: &[&str], env: &[(&str, &str)], log: &Path) -> Self {
         let log_file = std::fs::File::create(log).unwrap();
         let mut command = Command::new(binary());
         command
-            .args(["serve", "--listen", "127.0.0.1:0", "--database", database, "--usage-flush-ms", "100"])
+            .args(args)
             .args(extra_args)
             .env_remove("LATCHKEY_DATABASE_URL")
             .env_remove("LATCHKEY_LISTEN")

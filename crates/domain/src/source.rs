@@ -471,6 +471,12 @@ mod tests {
             ("SELECT * FROM t", Ok(K::Query)),
             ("select 1", Ok(K::Query)),
             ("a..b", Ok(K::Query)),
+            // A quoted segment with a dot: one name or a path, depending on
+            // the warehouse.
+            ("p.d.`x.y`", Err("name_ambiguous")),
+            ("p.\"d.x\".t", Err("name_ambiguous")),
+            ("p.d.`x.*`", Err("name_ambiguous")),
+            ("` p.d.t`", Ok(K::Table)),
             ("", Err("source_empty")),
             ("SELECT 1\0", Err("source_invalid_character")),
             ("p.d.\u{1b}[31m", Err("source_invalid_character")),
@@ -532,6 +538,15 @@ mod tests {
             ("dataset.table", "project.dataset.table", Bigquery, false),
             // Wildcards in a request are not names.
             ("p.d.t", "p.d.*", Bigquery, false),
+            // A quoted segment with a dot is never a name in a request.
+            ("p.d.x", "p.d.`x.y`", Bigquery, false),
+            // Databricks reads `p.d.t` in backticks as one name with dots.
+            ("p.d.t", "`p.d.t`", Databricks, false),
+            ("`t`", "`t`", Databricks, true),
+            // Unicode whitespace is not trimmed: PostgreSQL reads U+00A0 as
+            // part of the name.
+            ("public.t", "public.t\u{a0}", Postgres, false),
+            ("public.t", " public.t\n", Postgres, true),
         ];
         for (grant, request, provider, expected) in cases {
             assert_eq!(table_matches(grant, request, *provider), *expected, "{grant} vs {request} on {provider}");
@@ -546,6 +561,10 @@ mod tests {
             ("project.dataset.*", "project.dataset.t.extra", Bigquery, false),
             ("project.dataset.*", "project.other.t", Bigquery, false),
             ("project.dataset.*", "`project.dataset.t`", Bigquery, true),
+            // BigQuery splits a backticked segment into a path: `x.y` is two
+            // more segments, so the pattern must not match it.
+            ("project.dataset.*", "project.dataset.`x.y`", Bigquery, false),
+            ("project.dataset.*", "project.dataset.`x.y`", Databricks, false),
             ("carto.shared.CARTO_*", "carto.shared.CARTO_roads", Bigquery, true),
             ("carto.shared.CARTO_*", "carto.shared.carto_roads", Bigquery, false),
             ("carto.shared.CARTO_*", "carto.shared.carto_roads", Snowflake, true),
@@ -615,6 +634,19 @@ mod tests {
         }
         let deep = format!("SELECT {}1{}", "(".repeat(65), ")".repeat(65));
         assert_eq!(Source::new(&deep, Postgres).map_err(|e| e.code()), Err("query_too_complex"));
+    }
+
+    #[test]
+    fn whole_names_in_backticks_are_paths_only_in_bigquery() {
+        for provider in [Bigquery, CartoDw] {
+            assert_eq!(Source::new("`p.d.t`", provider).map(|s| s.kind()), Ok(SourceKind::Table));
+            assert_eq!(Source::new("`p.d.*`", provider).map(|s| s.kind()), Ok(SourceKind::Pattern));
+        }
+        for provider in [Databricks, Postgres, Redshift, Snowflake] {
+            assert_eq!(Source::new("`p.d.t`", provider), Err(SourceError::AmbiguousName), "{provider}");
+            assert_eq!(Source::new("`p.d.*`", provider), Err(SourceError::AmbiguousName), "{provider}");
+            assert_eq!(Source::new("`t`", provider).map(|s| s.kind()), Ok(SourceKind::Table), "{provider}");
+        }
     }
 
     #[test]

@@ -1,13 +1,17 @@
 //! Property tests of query comparison (SPEC §2): reformatting a query never
 //! changes whether it matches its grant; changing a literal, an identifier
-//! or a placeholder always does.
+//! or a placeholder always does; and no literal can be built to read like
+//! the tokens of another query. (These check latchkey's own rules; that the
+//! rules are the warehouse's is checked against PostgreSQL's parser in
+//! `crates/oracle` and rule by rule in `sql_lexicon.rs`.)
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod support;
 
 use latchkey_domain::decision::decide;
-use latchkey_domain::{AccessRequest, Api, DenyReason, Policy, SourceType, Target};
+use latchkey_domain::sql::QueryKey;
+use latchkey_domain::{AccessRequest, Api, DenyReason, Policy, Provider, SourceType, Target};
 use proptest::prelude::*;
 use support::{grant, now, policy};
 
@@ -154,6 +158,47 @@ proptest! {
         for changed in mutations(&query) {
             let text = render(&changed, Some(&layout));
             prop_assert_eq!(decision(&policy, &text), Err(DenyReason::SourceNotGranted), "{:?}", text);
+        }
+    }
+}
+
+/// What goes between the words a forged literal spells: the old key's
+/// separator, quote tricks, and pieces of the key's own encoding.
+fn glue() -> impl Strategy<Value = &'static str> {
+    prop::sample::select(vec![
+        "\u{1f}", " ", "' ", "'' ", "\\' ", "_", "w3:", "o1:", "q5:", "_w", "' AND '", "'||'", "\n", "\t",
+    ])
+}
+
+fn provider() -> impl Strategy<Value = Provider> {
+    prop::sample::select(Provider::ALL.to_vec())
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(500))]
+
+    /// The review's forgery, generalised: a grant with two literals, and a
+    /// request whose one literal spells the grant's tail (or the tail of the
+    /// grant's key) glued with anything.
+    #[test]
+    fn no_literal_reads_like_other_tokens(
+        first in "[a-z]{1,8}",
+        second in "[a-z]{1,8}",
+        glue in glue(),
+        provider in provider(),
+    ) {
+        let grant = format!("SELECT * FROM orders WHERE status <> '{first}' AND customer = '{second}'");
+        let Ok(granted) = QueryKey::new(&grant, provider) else {
+            return Err(TestCaseError::fail(format!("grant refused: {grant:?}")));
+        };
+        let tail_of_key = granted.as_str().split(&format!("{first}'")).nth(1).unwrap_or_default().to_owned();
+        let forgeries = [
+            [first.as_str(), "AND", "customer", "=", second.as_str()].join(glue),
+            format!("{first}{glue}{tail_of_key}"),
+        ];
+        for inner in forgeries {
+            let request = format!("SELECT * FROM orders WHERE status <> '{inner}'");
+            prop_assert_ne!(QueryKey::new(&request, provider).ok(), Some(granted.clone()), "{}: {:?}", provider, request);
         }
     }
 }
