@@ -78,6 +78,10 @@ pub enum QueryRefusal {
     /// A string, quoted identifier or dollar quote that does not end.
     #[error("the query has a quote that is not closed")]
     UnterminatedQuote,
+    /// A doubled quote inside BigQuery text, which BigQuery rejects and
+    /// which may open a triple-quoted string there.
+    #[error("the query has a doubled quote inside quoted text, which BigQuery does not accept")]
+    DoubledQuote,
     /// A block comment that does not end.
     #[error("the query has a /* comment that is not closed")]
     UnterminatedComment,
@@ -89,8 +93,9 @@ pub enum QueryRefusal {
     /// the next line.
     #[error("the query has a -- comment ending in a backslash, which Databricks continues onto the next line")]
     CommentContinuation,
-    /// `/*+ … */`: an optimizer hint, which this warehouse reads as syntax.
-    #[error("the query has an optimizer hint (/*+ … */), which this warehouse reads as part of the statement")]
+    /// `/*+ … */`: an optimizer hint, which this warehouse reads (or may
+    /// read) as syntax.
+    #[error("the query has an optimizer hint (/*+ … */), which this warehouse may read as part of the statement")]
     Hint,
     /// A backslash before a quote in text where it may or may not escape it.
     #[error(
@@ -216,8 +221,6 @@ struct Lexicon {
     backtick: Role,
     /// `#`.
     hash: Role,
-    /// Whether `//` starts a line comment (else it is refused).
-    slash_comment: bool,
     /// BigQuery's `'''…'''` and `"""…"""`.
     triple_quotes: bool,
     /// Prefixes that make a string raw (`r`, `rb`, `br`), read with
@@ -227,8 +230,11 @@ struct Lexicon {
     escape_prefix: bool,
     /// PostgreSQL's `U&'…'`, refused.
     unicode_prefix_refused: bool,
-    /// Spark's `/*+ … */` hints are syntax, so they cannot be dropped.
-    hints_are_syntax: bool,
+    /// Whether `/*+ … */` is refused: Spark reads it as a hint (syntax that
+    /// cannot be dropped), and Snowflake and Redshift do not document
+    /// whether they do. BigQuery (whose hints are `@{…}`) and PostgreSQL
+    /// read it as a comment.
+    hints_refused: bool,
     /// Databricks replaces `${…}` anywhere in the text, quotes included.
     variable_substitution: bool,
     dollar: Dollar,
@@ -262,12 +268,11 @@ const BIGQUERY: Lexicon = Lexicon {
     double_quote: Role::Quote(Backslash::Escapes),
     backtick: Role::Quote(Backslash::Uncertain),
     hash: Role::Comment,
-    slash_comment: false,
     triple_quotes: true,
     raw_prefixes: true,
     escape_prefix: false,
     unicode_prefix_refused: false,
-    hints_are_syntax: false,
+    hints_refused: false,
     variable_substitution: false,
     dollar: Dollar::Refused,
     dollar_in_words: false,
@@ -281,12 +286,11 @@ const SNOWFLAKE: Lexicon = Lexicon {
     double_quote: Role::Quote(Backslash::Uncertain),
     backtick: Role::Refused,
     hash: Role::Refused,
-    slash_comment: true,
     triple_quotes: false,
     raw_prefixes: false,
     escape_prefix: false,
     unicode_prefix_refused: false,
-    hints_are_syntax: false,
+    hints_refused: true,
     variable_substitution: false,
     dollar: Dollar::Snowflake,
     dollar_in_words: true,
@@ -301,12 +305,11 @@ const REDSHIFT: Lexicon = Lexicon {
     backtick: Role::Refused,
     // `#` starts the names of temporary tables.
     hash: Role::Operator,
-    slash_comment: false,
     triple_quotes: false,
     raw_prefixes: false,
     escape_prefix: false,
     unicode_prefix_refused: true,
-    hints_are_syntax: false,
+    hints_refused: true,
     variable_substitution: false,
     dollar: Dollar::ParametersOnly,
     dollar_in_words: true,
@@ -322,12 +325,11 @@ const POSTGRES: Lexicon = Lexicon {
     backtick: Role::Operator,
     // The XOR operator, and part of `#>`, `#>>`, `#-`.
     hash: Role::Operator,
-    slash_comment: false,
     triple_quotes: false,
     raw_prefixes: false,
     escape_prefix: true,
     unicode_prefix_refused: true,
-    hints_are_syntax: false,
+    hints_refused: false,
     variable_substitution: false,
     dollar: Dollar::Postgres,
     dollar_in_words: true,
@@ -343,12 +345,11 @@ const DATABRICKS: Lexicon = Lexicon {
     double_quote: Role::Quote(Backslash::Uncertain),
     backtick: Role::Quote(Backslash::Uncertain),
     hash: Role::Refused,
-    slash_comment: false,
     triple_quotes: false,
     raw_prefixes: true,
     escape_prefix: false,
     unicode_prefix_refused: false,
-    hints_are_syntax: true,
+    hints_refused: true,
     variable_substitution: true,
     dollar: Dollar::Refused,
     dollar_in_words: false,
@@ -526,15 +527,21 @@ pub(crate) fn check_characters(bytes: &[u8]) -> Result<(), QueryRefusal> {
 
 /// Reads quoted text that starts at `start` with `quote` repeated `width`
 /// times (1, or 3 for BigQuery's triple quotes) and returns the index just
-/// past its end. A doubled quote inside single-width text continues it: some
-/// warehouses read it as an escaped quote, others as the end of one string
-/// and the start of the next, and both readings end in the same place.
+/// past its end.
+///
+/// A doubled quote inside single-width text continues it: PostgreSQL,
+/// Redshift and Snowflake read it as an escaped quote, Spark as the end of
+/// one string and the start of the next, and both readings end in the same
+/// place. In BigQuery a doubled quote may instead end a string and open a
+/// triple-quoted one; BigQuery rejects literals glued together anyway, so
+/// there it is refused.
 fn quoted_end(
     bytes: &[u8],
     start: usize,
     quote: u8,
     width: usize,
     backslash: Backslash,
+    lexicon: &Lexicon,
 ) -> Result<usize, QueryRefusal> {
     let mut i = start + width;
     loop {
@@ -553,6 +560,9 @@ fn quoted_end(
                     }
                     i += 1;
                 } else if bytes.get(i + 1) == Some(&quote) {
+                    if lexicon.triple_quotes {
+                        return Err(QueryRefusal::DoubledQuote);
+                    }
                     i += 2;
                 } else {
                     return Ok(i + 1);
@@ -603,7 +613,7 @@ fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
 
 /// Reads a block comment at `start` (`/*`) and returns the index past it.
 fn block_comment_end(bytes: &[u8], start: usize, lexicon: &Lexicon) -> Result<usize, QueryRefusal> {
-    if lexicon.hints_are_syntax && bytes.get(start + 2) == Some(&b'+') {
+    if lexicon.hints_refused && bytes.get(start + 2) == Some(&b'+') {
         return Err(QueryRefusal::Hint);
     }
     let mut i = start + 2;
@@ -667,14 +677,10 @@ fn tokens(sql: &str, lexicon: &Lexicon) -> Result<Vec<Token>, QueryRefusal> {
                 i = block_comment_end(bytes, i, lexicon)?;
                 continue;
             }
-            b'/' if next == Some(b'/') => {
-                if !lexicon.slash_comment {
-                    return Err(QueryRefusal::UncertainComment("//"));
-                }
-                spaced = true;
-                i = line_end(bytes, i)?;
-                continue;
-            }
+            // Snowflake is said to read `//` as a line comment, but no
+            // reference of its own says so, and a stage path such as
+            // `@stage/a//b` may hold it: refused everywhere.
+            b'/' if next == Some(b'/') => return Err(QueryRefusal::UncertainComment("//")),
             b'#' => match lexicon.hash {
                 Role::Comment => {
                     spaced = true;
@@ -702,7 +708,7 @@ fn tokens(sql: &str, lexicon: &Lexicon) -> Result<Vec<Token>, QueryRefusal> {
                 _ => return Err(QueryRefusal::UnexpectedCharacter('"')),
             },
             b'`' => match lexicon.backtick {
-                Role::Quote(backslash) => (Kind::Quoted, quoted_end(bytes, i, b'`', 1, backslash)?),
+                Role::Quote(backslash) => (Kind::Quoted, quoted_end(bytes, i, b'`', 1, backslash, lexicon)?),
                 Role::Operator => (Kind::Operator, i + 1),
                 Role::Refused | Role::Comment => return Err(QueryRefusal::UnexpectedCharacter('`')),
             },
@@ -756,9 +762,13 @@ fn tokens(sql: &str, lexicon: &Lexicon) -> Result<Vec<Token>, QueryRefusal> {
 /// `$$` (PostgreSQL and Redshift read it as part of the word, Snowflake may
 /// read it as the start of a string) or non-ASCII whitespace.
 fn word_end(bytes: &[u8], start: usize, lexicon: &Lexicon) -> Result<usize, QueryRefusal> {
+    let number = bytes.get(start).is_some_and(u8::is_ascii_digit);
     let mut i = start;
     while i < bytes.len() && is_word_byte(bytes[i], lexicon) {
-        if bytes[i] == b'$' && bytes.get(i + 1) == Some(&b'$') {
+        // PostgreSQL ends a number before `$` (`1$x$…` is a number and a
+        // dollar quote) but not an identifier (`a$x$` is one name): `$`
+        // after digits is refused rather than read either way.
+        if bytes[i] == b'$' && (number || bytes.get(i + 1) == Some(&b'$')) {
             return Err(QueryRefusal::DollarQuote);
         }
         if bytes[i] >= 0x80 {
@@ -810,7 +820,7 @@ fn string_end(
         }
     }
     let triple = lexicon.triple_quotes && bytes.get(start + 1) == Some(&quote) && bytes.get(start + 2) == Some(&quote);
-    quoted_end(bytes, start, quote, if triple { 3 } else { 1 }, backslash)
+    quoted_end(bytes, start, quote, if triple { 3 } else { 1 }, backslash, lexicon)
 }
 
 /// Whether the word `this` is folded, given its neighbours.

@@ -86,7 +86,14 @@ fn chains_at_the_caps_are_read_parsed_and_dropped_on_a_worker_stack() {
 
 #[test]
 fn floods_past_the_caps_are_refused_as_grants_and_requests() {
-    let connections = [("carto_dw", Provider::CartoDw), ("pg", Provider::Postgres), ("snow", Provider::Snowflake)];
+    let connections = [
+        ("carto_dw", Provider::CartoDw),
+        ("bq", Provider::Bigquery),
+        ("pg", Provider::Postgres),
+        ("snow", Provider::Snowflake),
+        ("rs", Provider::Redshift),
+        ("dbx", Provider::Databricks),
+    ];
     for (connection, provider) in connections {
         for (name, sql, refusal) in floods() {
             assert!(sql.len() <= 64 * 1024, "{name} fits in the body limit");
