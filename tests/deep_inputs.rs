@@ -42,7 +42,8 @@ fn codes(body: &Value) -> Vec<&str> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn deep_queries_are_refused_everywhere_and_the_process_stays_up() {
     let dir = TempDir::new("deep-inputs");
-    let server = Server::start(&dir.sqlite_url(), &[], &[], &dir.path().join("server.log"));
+    let forward_auth = ["--org", "default", "--forward-auth-headers", "nginx"];
+    let server = Server::start(&dir.sqlite_url(), &forward_auth, &[], &dir.path().join("server.log"));
     let key = server.admin_key.clone().unwrap();
     let grant = json!({"connection_name": "carto_dw", "source": "SELECT 1"});
     let (status, token) = server
@@ -52,7 +53,8 @@ async fn deep_queries_are_refused_everywhere_and_the_process_stays_up() {
     let value = token["token"].as_str().unwrap().to_owned();
     let path = format!("/v3/tokens/{}", token["id"].as_str().unwrap());
     let upstream = start_upstream().await;
-    let gateway = Server::gateway(&dir.sqlite_url(), &upstream, &[], &[], &dir.path().join("gateway.log"));
+    let gateway =
+        Server::gateway(&dir.sqlite_url(), &upstream, &["--org", "default"], &[], &dir.path().join("gateway.log"));
     let client = reqwest::Client::new();
 
     for (name, sql, code) in floods() {
@@ -87,6 +89,7 @@ async fn deep_queries_are_refused_everywhere_and_the_process_stays_up() {
             .request(Method::GET, "/v3/forward-auth", None)
             .header("X-Original-URI", format!("/v3/sql/carto_dw/query?q={}", &encoded[..encoded.len().min(24_000)]))
             .header("X-Original-Method", "GET")
+            .header("X-Original-Body", "/")
             .bearer_auth(&value)
             .send()
             .await

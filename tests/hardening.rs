@@ -166,9 +166,15 @@ async fn failed_authentication_is_rate_limited_per_client_but_valid_traffic_is_n
     // that happened to be right must not be confirmed at speed.
     let (status, _) = server.call(Method::GET, "/v3/tokens", Some(&key), None).await;
     assert_eq!(status, StatusCode::TOO_MANY_REQUESTS);
-    // Guessing token values through authorize counts the same way.
-    let (status, body) =
-        server.call(Method::POST, "/v3/authorize", None, Some(json!({"token": "guess", "api": "lds"}))).await;
+    // Each surface counts on its own: bad user keys from an address (a
+    // proxy's, say) do not stop the authorize calls it makes.
+    assert_eq!(server.authorize(valid.clone()).await, (true, None));
+    // Guessing token values through authorize is limited the same way.
+    let guess = json!({"token": "guess", "api": "lds"});
+    for _ in 0..5 {
+        assert_eq!(server.authorize(guess.clone()).await, (false, Some("token_malformed".into())));
+    }
+    let (status, body) = server.call(Method::POST, "/v3/authorize", None, Some(guess)).await;
     assert_eq!((status, body["code"].as_str()), (StatusCode::TOO_MANY_REQUESTS, Some("rate_limited")));
 }
 

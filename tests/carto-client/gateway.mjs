@@ -105,7 +105,7 @@ async function run() {
   await new Promise((ok) => stub.listen(0, "127.0.0.1", ok));
   const stubUrl = `http://127.0.0.1:${stub.address().port}`;
   const serve = await start(["serve", "--listen", "127.0.0.1:0", "--database", database], { wantKey: true });
-  const gateway = await start(["gateway", "--listen", "127.0.0.1:0", "--database", database, "--upstream", stubUrl], {
+  const gateway = await start(["gateway", "--org", "default", "--listen", "127.0.0.1:0", "--database", database, "--upstream", stubUrl], {
     wantKey: false,
   });
   gatewayUrl = gateway.url;

@@ -3,7 +3,7 @@
 use std::sync::Arc;
 
 use latchkey_domain::decision::decide;
-use latchkey_domain::{AccessRequest, DenyReason, TokenValue};
+use latchkey_domain::{AccessRequest, DenyReason, OrgName, Principal, Token, TokenId, TokenValue};
 use latchkey_ports::{BackendError, Clock, TokenRepository};
 
 use crate::cache::TokenCache;
@@ -48,8 +48,28 @@ impl Authorizer {
     /// [`BackendError`] when the token cannot be looked up. The caller must
     /// then refuse the request: doubt never allows.
     pub async fn authorize(&self, token: &str, request: &AccessRequest<'_>) -> Result<Decision, BackendError> {
+        match self.admit(token, None).await? {
+            Ok(admitted) => Ok(self.decide(&admitted, request)),
+            Err(reason) => Ok(Decision::Denied(reason)),
+        }
+    }
+
+    /// Looks up the token value `token` and checks what can be checked
+    /// before knowing the request: its format, its existence, its org (a
+    /// token of another org is unknown here: connection names are unique
+    /// only within an org), its expiration. A gateway calls this before it
+    /// reads a request's body.
+    ///
+    /// # Errors
+    /// [`BackendError`] when the token cannot be looked up; the caller must
+    /// refuse.
+    pub async fn admit(
+        &self,
+        token: &str,
+        org: Option<&OrgName>,
+    ) -> Result<Result<Admitted, DenyReason>, BackendError> {
         let Ok(value) = TokenValue::parse(token) else {
-            return Ok(Decision::Denied(DenyReason::TokenMalformed));
+            return Ok(Err(DenyReason::TokenMalformed));
         };
         let hash = value.hash();
         let stored = match self.cache.get(&hash) {
@@ -60,16 +80,48 @@ impl Authorizer {
                     self.cache.put(ticket, found.clone());
                     found
                 }
-                None => return Ok(Decision::Denied(DenyReason::TokenUnknown)),
+                None => return Ok(Err(DenyReason::TokenUnknown)),
             },
         };
-        let now = self.clock.now();
-        match decide(&stored.policy, request, now) {
-            Ok(()) => {
-                self.usage.note(&stored.id, now);
-                Ok(Decision::Allowed)
-            }
-            Err(reason) => Ok(Decision::Denied(reason)),
+        if org.is_some_and(|org| *org != stored.owner.org) {
+            return Ok(Err(DenyReason::TokenUnknown));
         }
+        if stored.policy.expiration().is_some_and(|expiration| self.clock.now() >= expiration) {
+            return Ok(Err(DenyReason::TokenExpired));
+        }
+        Ok(Ok(Admitted(stored)))
+    }
+
+    /// Decides `request` for an admitted token, and notes the use when it
+    /// is allowed.
+    #[must_use]
+    pub fn decide(&self, admitted: &Admitted, request: &AccessRequest<'_>) -> Decision {
+        let now = self.clock.now();
+        match decide(&admitted.0.policy, request, now) {
+            Ok(()) => {
+                self.usage.note(&admitted.0.id, now);
+                Decision::Allowed
+            }
+            Err(reason) => Decision::Denied(reason),
+        }
+    }
+}
+
+/// A token that exists, belongs to the expected org and has not expired:
+/// what remains is to decide a request with it.
+#[derive(Clone, Debug)]
+pub struct Admitted(Arc<Token>);
+
+impl Admitted {
+    /// The token's owner.
+    #[must_use]
+    pub fn owner(&self) -> &Principal {
+        &self.0.owner
+    }
+
+    /// The token's id.
+    #[must_use]
+    pub fn token_id(&self) -> &TokenId {
+        &self.0.id
     }
 }

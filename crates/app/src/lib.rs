@@ -9,7 +9,7 @@
 mod authenticate;
 mod authorize;
 mod cache;
-mod data_request;
+mod enforcement;
 mod error;
 mod random;
 mod sealing;
@@ -18,11 +18,13 @@ mod usage;
 mod users;
 
 pub use authenticate::{CredentialRouter, UserKeyAuthenticator};
-pub use authorize::{Authorizer, Decision};
+pub use authorize::{Admitted, Authorizer, Decision};
 pub use cache::{CacheSettings, TokenCache};
-pub use data_request::{
-    Body, DataRequest, MappedRequest, MappedSource, MappingError, map_request, source_may_be_in_body,
+pub use enforcement::mapping::{MappedRequest, MappedSource, Route, Unmappable};
+pub use enforcement::request::{
+    Ambiguity, BodyFormat, BodyPresence, BodyView, CanonicalRequest, DecidingHeaders, RequestHead,
 };
+pub use enforcement::{Bearer, Enforcer, Pending, Verdict};
 pub use error::TokenError;
 pub use sealing::{SealError, Sealer};
 pub use tokens::{NewToken, TokenPatch, TokenRef, TokenService, TokenView};

@@ -192,7 +192,7 @@ impl TokenService {
     /// Finds the caller's token; anybody else's is [`TokenError::NotFound`].
     async fn find_owned(&self, owner: &Principal, reference: &TokenRef) -> Result<Token, TokenError> {
         let token = match reference {
-            TokenRef::Id(id) => match self.tokens.get(id).await {
+            TokenRef::Id(id) => match self.tokens.get(id, owner).await {
                 Ok(token) => token,
                 Err(GetError::NotFound) => return Err(TokenError::NotFound),
                 Err(GetError::Backend(e)) => return Err(e.into()),

@@ -150,7 +150,12 @@ async fn another_users_token_is_not_found_by_id_or_value() {
         let mut repo = MockTokenRepository::new();
         let by_id = token.clone();
         let by_hash = token.clone();
-        repo.expect_get().returning(move |_| Ok(by_id.clone()));
+        // The store finds a token by id only for its owner.
+        repo.expect_get().returning(
+            move |_, owner| {
+                if *owner == by_id.owner { Ok(by_id.clone()) } else { Err(GetError::NotFound) }
+            },
+        );
         repo.expect_find_by_secret_hash().returning(move |_| Ok(Some(by_hash.clone())));
         // No expect_update / expect_delete: touching the token fails the test.
         let service = service(repo);
@@ -174,7 +179,7 @@ async fn references_that_are_neither_id_nor_value_never_reach_the_store() {
 #[tokio::test]
 async fn missing_tokens_are_not_found() {
     let mut repo = MockTokenRepository::new();
-    repo.expect_get().returning(|_| Err(GetError::NotFound));
+    repo.expect_get().returning(|_, _| Err(GetError::NotFound));
     let (token, _) = stored_token(&alice(), maps_token()).await;
     assert!(matches!(service(repo).get(&alice(), &TokenRef::Id(token.id)).await, Err(TokenError::NotFound)));
 }
@@ -184,7 +189,7 @@ async fn updates_replace_fields_keep_the_rest_and_bump_the_version() {
     let (token, _) = stored_token(&alice(), maps_token()).await;
     let stored = token.clone();
     let mut repo = MockTokenRepository::new();
-    repo.expect_get().returning(move |_| Ok(stored.clone()));
+    repo.expect_get().returning(move |_, _| Ok(stored.clone()));
     let written = Arc::new(Mutex::new(None));
     let sink = written.clone();
     repo.expect_update().times(1).returning(move |token, expected| {
@@ -216,7 +221,7 @@ async fn update_rules() {
     // If-Match on a stale version.
     let mut repo = MockTokenRepository::new();
     let stored = token.clone();
-    repo.expect_get().returning(move |_| Ok(stored.clone()));
+    repo.expect_get().returning(move |_, _| Ok(stored.clone()));
     let result = service(repo).update(&alice(), &reference, TokenPatch::default(), Some(7)).await;
     assert!(matches!(result, Err(TokenError::PreconditionFailed)));
 
@@ -224,7 +229,7 @@ async fn update_rules() {
     let mut repo = MockTokenRepository::new();
     let mut reads = 0;
     let stored = token.clone();
-    repo.expect_get().times(2).returning(move |_| {
+    repo.expect_get().times(2).returning(move |_, _| {
         reads += 1;
         Ok(Token { version: reads, ..stored.clone() })
     });
@@ -239,7 +244,7 @@ async fn update_rules() {
     // The same race with If-Match is the client's to resolve.
     let mut repo = MockTokenRepository::new();
     let stored = token.clone();
-    repo.expect_get().returning(move |_| Ok(stored.clone()));
+    repo.expect_get().returning(move |_, _| Ok(stored.clone()));
     repo.expect_update().times(1).returning(|_, _| Err(UpdateError::Conflict));
     let result = service(repo).update(&alice(), &reference, TokenPatch::default(), Some(1)).await;
     assert!(matches!(result, Err(TokenError::PreconditionFailed)));
@@ -247,7 +252,7 @@ async fn update_rules() {
     // An invalid patch is reported, not written.
     let mut repo = MockTokenRepository::new();
     let stored = token.clone();
-    repo.expect_get().returning(move |_| Ok(stored.clone()));
+    repo.expect_get().returning(move |_, _| Ok(stored.clone()));
     let patch = TokenPatch { allowed_apis: Some(vec!["sql".into()]), ..TokenPatch::default() };
     match service(repo).update(&alice(), &reference, patch, None).await {
         Err(TokenError::Invalid(issues)) => {
@@ -264,7 +269,7 @@ async fn delete_passes_if_match_to_the_store() {
     let reference = TokenRef::Id(token.id.clone());
     let mut repo = MockTokenRepository::new();
     let stored = token.clone();
-    repo.expect_get().returning(move |_| Ok(stored.clone()));
+    repo.expect_get().returning(move |_, _| Ok(stored.clone()));
     repo.expect_delete()
         .withf(|_, expected| *expected == Some(1))
         .times(1)
@@ -451,7 +456,7 @@ async fn updates_and_deletes_through_this_instance_evict_at_once() {
     // Deleting through the service evicts the entry.
     let mut repo = MockTokenRepository::new();
     let stored = token.clone();
-    repo.expect_get().returning(move |_| Ok(stored.clone()));
+    repo.expect_get().returning(move |_, _| Ok(stored.clone()));
     repo.expect_delete().returning(|_, _| Ok(()));
     let service = TokenService::new(Arc::new(repo), cache.clone(), catalog(), clock(), sealer());
     service.delete(&alice(), &TokenRef::Id(token.id.clone()), None).await.unwrap();
@@ -463,7 +468,7 @@ async fn updates_and_deletes_through_this_instance_evict_at_once() {
     assert!(cache.get(&token.secret_hash).0.is_some());
     let mut repo = MockTokenRepository::new();
     let stored = token.clone();
-    repo.expect_get().returning(move |_| Ok(stored.clone()));
+    repo.expect_get().returning(move |_, _| Ok(stored.clone()));
     repo.expect_update().returning(|_, _| Ok(()));
     let service = TokenService::new(Arc::new(repo), cache.clone(), catalog(), clock(), sealer());
     let patch = TokenPatch { name: Some(Some("renamed".into())), ..TokenPatch::default() };

@@ -41,7 +41,7 @@ fn full_token() -> Token {
 pub async fn round_trip_preserves_every_field(stores: &Stores) {
     let token = full_token();
     stores.tokens.insert(&token).await.unwrap();
-    assert_eq!(stores.tokens.get(&token.id).await.unwrap(), token, "get");
+    assert_eq!(stores.tokens.get(&token.id, &token.owner).await.unwrap(), token, "get");
     assert_eq!(stores.tokens.find_by_secret_hash(&token.secret_hash).await.unwrap(), Some(token.clone()), "by hash");
     let page = stores.tokens.list(&token.owner, None, 10).await.unwrap();
     assert_eq!(page.tokens, vec![token.clone()], "list");
@@ -63,7 +63,7 @@ pub async fn update_replaces_what_it_may_and_keeps_the_rest(stores: &Stores) {
     changed.last_used_at = Some(at(9));
     stores.tokens.update(&changed, 1).await.unwrap();
 
-    let stored = stores.tokens.get(&original.id).await.unwrap();
+    let stored = stores.tokens.get(&original.id, &original.owner).await.unwrap();
     let expected = Token {
         name: changed.name.clone(),
         policy: simple_policy().with_expiration(original.policy.expiration()),
@@ -93,7 +93,7 @@ pub async fn names_are_unique_per_owner(stores: &Stores) {
     stores.tokens.insert(&second).await.unwrap();
     let renamed = Token { name: TokenName::new("prod").unwrap(), version: 2, ..second.clone() };
     assert!(matches!(stores.tokens.update(&renamed, 1).await, Err(UpdateError::NameTaken)));
-    assert_eq!(stores.tokens.get(&second.id).await.unwrap(), second, "a refused update changes nothing");
+    assert_eq!(stores.tokens.get(&second.id, &second.owner).await.unwrap(), second, "a refused update changes nothing");
 
     // Keeping one's own name is not taking it.
     let same_name = Token { updated_at: at(3), version: 2, ..second.clone() };
@@ -179,7 +179,7 @@ pub async fn concurrent_updates_of_one_version_let_exactly_one_win(stores: &Stor
         }
     }
     assert_eq!(winners.len(), 1, "exactly one update of version 1");
-    let stored = stores.tokens.get(&original.id).await.unwrap();
+    let stored = stores.tokens.get(&original.id, &original.owner).await.unwrap();
     assert_eq!((stored.version, stored.name.as_str()), (2, format!("writer {}", winners[0]).as_str()));
 }
 
@@ -304,6 +304,12 @@ pub async fn owners_never_see_each_others_tokens(stores: &Stores) {
     assert!(page.tokens.iter().all(|t| t.owner == bob));
     assert_eq!(page_through(stores, &ana, 100).await.len(), 4);
     assert_eq!(page_through(stores, &bob, 100).await.len(), 2);
+    // By id, another owner's token is missing, exactly like an unknown id;
+    // the owner's own is found. Owners in other orgs count as others.
+    let anas_token = &anas.tokens[0];
+    assert!(matches!(stores.tokens.get(&anas_token.id, &bob).await, Err(GetError::NotFound)));
+    assert!(matches!(stores.tokens.get(&anas_token.id, &principal("other", "ana")).await, Err(GetError::NotFound)));
+    assert_eq!(stores.tokens.get(&anas_token.id, &ana).await.unwrap(), *anas_token);
 }
 
 pub async fn deleted_tokens_are_gone_everywhere(stores: &Stores) {
@@ -314,10 +320,10 @@ pub async fn deleted_tokens_are_gone_everywhere(stores: &Stores) {
     stores.tokens.insert(&doomed).await.unwrap();
 
     assert!(matches!(stores.tokens.delete(&doomed.id, Some(7)).await, Err(DeleteError::Conflict)));
-    assert_eq!(stores.tokens.get(&doomed.id).await.unwrap(), doomed, "a refused delete changes nothing");
+    assert_eq!(stores.tokens.get(&doomed.id, &doomed.owner).await.unwrap(), doomed, "a refused delete changes nothing");
 
     stores.tokens.delete(&doomed.id, Some(1)).await.unwrap();
-    assert!(matches!(stores.tokens.get(&doomed.id).await, Err(GetError::NotFound)));
+    assert!(matches!(stores.tokens.get(&doomed.id, &doomed.owner).await, Err(GetError::NotFound)));
     assert_eq!(stores.tokens.find_by_secret_hash(&doomed.secret_hash).await.unwrap(), None);
     assert_eq!(stores.tokens.list(&owner, None, 10).await.unwrap().tokens, vec![kept.clone()]);
     assert!(matches!(stores.tokens.delete(&doomed.id, None).await, Err(DeleteError::NotFound)));
@@ -337,15 +343,15 @@ pub async fn last_use_only_moves_forward_and_is_not_a_change(stores: &Stores) {
     stores.tokens.record_last_use(&[(used.id.clone(), at(10)), (ghost.id.clone(), at(10))]).await.unwrap();
     stores.tokens.record_last_use(&[(used.id.clone(), at(5))]).await.unwrap();
     stores.tokens.record_last_use(&[]).await.unwrap();
-    let stored = stores.tokens.get(&used.id).await.unwrap();
+    let stored = stores.tokens.get(&used.id, &used.owner).await.unwrap();
     assert_eq!(stored, Token { last_used_at: Some(at(10)), ..used.clone() }, "version and updated_at untouched");
-    assert_eq!(stores.tokens.get(&idle.id).await.unwrap().last_used_at, None);
-    assert!(matches!(stores.tokens.get(&ghost.id).await, Err(GetError::NotFound)), "no row appears");
+    assert_eq!(stores.tokens.get(&idle.id, &idle.owner).await.unwrap().last_used_at, None);
+    assert!(matches!(stores.tokens.get(&ghost.id, &ghost.owner).await, Err(GetError::NotFound)), "no row appears");
 
     // An update after use keeps the use.
     let renamed = Token { name: TokenName::new("renamed").unwrap(), version: 2, ..used.clone() };
     stores.tokens.update(&renamed, 1).await.unwrap();
-    assert_eq!(stores.tokens.get(&used.id).await.unwrap().last_used_at, Some(at(10)));
+    assert_eq!(stores.tokens.get(&used.id, &used.owner).await.unwrap().last_used_at, Some(at(10)));
 }
 
 pub async fn connections_belong_to_existing_orgs(stores: &Stores) {

@@ -1,140 +1,284 @@
-//! Enforcement where the data APIs run: the forward-auth endpoint that
-//! reverse proxies ask before forwarding (nginx `auth_request`, Traefik
-//! ForwardAuth, Envoy `ext_authz`), and the decision the gateway mode makes
-//! before it forwards.
+//! Enforcement where the data APIs run, over HTTP: the forward-auth
+//! endpoint that reverse proxies ask before forwarding (nginx
+//! `auth_request`, Caddy `forward_auth`, Traefik ForwardAuth, Envoy
+//! `ext_authz`), and the answers the gateway gives when it refuses.
 //!
-//! Both map the original request with `latchkey_app::map_request` and answer
-//! 200, 401 (no usable token: malformed, unknown, expired) or 403 (the
-//! token does not allow this request), with the reason in the
-//! `X-Latchkey-Reason` header and the error body of SPEC §7.
+//! The decision itself is `latchkey_app::Enforcer`'s. This module reads
+//! what the proxy says about the original request, from exactly one
+//! configured header set (a header the proxy does not always overwrite could
+//! come from the client), and turns a [`Verdict`] into a response: 200
+//! with the bearer's identity, 401 for a token that does not work, 403 for
+//! anything else refused, each with the reason in `X-Latchkey-Reason`.
+
+use std::str::FromStr;
+use std::sync::Arc;
 
 use axum::extract::State;
 use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
-use latchkey_app::{Authorizer, Body, DataRequest, Decision, MappingError, map_request, source_may_be_in_body};
-use latchkey_domain::DenyReason;
+use latchkey_app::{
+    Ambiguity, Bearer, BodyPresence, BodyView, DecidingHeaders, Enforcer, RequestHead, Unmappable, Verdict,
+};
 
 use crate::Services;
 use crate::error::{ApiError, ErrorBody};
+use crate::guard::AuthFailure;
 
 /// The header that carries the reason of a refusal.
 pub const REASON_HEADER: HeaderName = HeaderName::from_static("x-latchkey-reason");
+/// The org of the token that allowed a request.
+pub const ORG_HEADER: HeaderName = HeaderName::from_static("x-latchkey-org");
+/// The owner of the token that allowed a request.
+pub const USER_HEADER: HeaderName = HeaderName::from_static("x-latchkey-user");
+/// The id of the token that allowed a request.
+pub const TOKEN_ID_HEADER: HeaderName = HeaderName::from_static("x-latchkey-token-id");
 
-/// What a request aimed at a data API gets.
-#[derive(Debug)]
-pub enum Verdict {
-    /// It may proceed.
-    Allowed,
-    /// It may not, for this reason (a decision reason, or `unknown_request`
-    /// or `missing_parameter` for a request latchkey cannot map).
-    Refused(&'static str),
+/// Which proxy asks, and so which headers describe the original request.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum HeaderSet {
+    /// nginx `auth_request`: `X-Original-Method`, `X-Original-URI` and
+    /// `X-Original-Body`, set by the documented configuration.
+    Nginx,
+    /// Caddy `forward_auth`: `X-Forwarded-Method` and `X-Forwarded-Uri`,
+    /// which Caddy sets, and `X-Original-Body` from the configuration.
+    Caddy,
+    /// Traefik ForwardAuth: `X-Forwarded-Method` and `X-Forwarded-Uri`.
+    Traefik,
+    /// Envoy `ext_authz` with `path_prefix`: the check's own method, and the
+    /// original path and query after `/v3/forward-auth`.
+    Envoy,
 }
 
-impl Verdict {
-    fn status(&self) -> StatusCode {
-        match self {
-            Verdict::Allowed => StatusCode::OK,
-            Verdict::Refused(reason) if credential_failure(reason) => StatusCode::UNAUTHORIZED,
-            Verdict::Refused(_) => StatusCode::FORBIDDEN,
+impl FromStr for HeaderSet {
+    type Err = String;
+
+    fn from_str(name: &str) -> Result<Self, Self::Err> {
+        match name {
+            "nginx" => Ok(HeaderSet::Nginx),
+            "caddy" => Ok(HeaderSet::Caddy),
+            "traefik" => Ok(HeaderSet::Traefik),
+            "envoy" => Ok(HeaderSet::Envoy),
+            _ => Err(format!("{name:?} is not one of nginx, caddy, traefik, envoy")),
         }
     }
 }
 
-fn credential_failure(reason: &str) -> bool {
-    DenyReason::ALL.iter().any(|r| r.is_credential_failure() && r.as_str() == reason)
+/// Forward-auth's configuration: whom it serves and whom it listens to.
+pub struct ForwardAuth {
+    /// Decides for one org.
+    pub enforcer: Arc<Enforcer>,
+    /// The one header set read.
+    pub headers: HeaderSet,
 }
 
-fn message(reason: &str) -> &'static str {
-    match reason {
-        "token_malformed" => "the request carries no latchkey token, or not a well-formed one",
-        "token_unknown" => "the token does not exist (it may have been deleted)",
-        "token_expired" => "the token has expired",
-        "api_not_allowed" => "the token does not allow this API",
-        "referer_missing" => "the token is restricted to websites and the request names none",
-        "referer_not_allowed" => "the token does not allow requests from this website",
-        "connection_not_granted" => "the token has no grant on this connection",
-        "source_not_granted" => "the token does not grant this source to this API",
-        "missing_parameter" => "the request does not name its source",
-        _ => "not a data API request that latchkey knows",
+/// The original request, as the proxy describes it.
+struct Original {
+    method: String,
+    target: String,
+    body: BodyPresence,
+}
+
+/// Why the proxy's description cannot be used: the proxy is not
+/// configured as documented, so nothing it forwards can be decided.
+#[derive(Debug)]
+struct Misconfigured(&'static str);
+
+/// Exactly one copy of header `name`.
+fn one<'a>(headers: &'a HeaderMap, name: &'static str) -> Result<&'a str, Misconfigured> {
+    let mut values = headers.get_all(name).iter();
+    match (values.next(), values.next()) {
+        (Some(value), None) => value.to_str().map_err(|_| Misconfigured(name)),
+        _ => Err(Misconfigured(name)),
     }
 }
 
-/// The answer for a verdict: empty for 200; the error body, the reason
-/// header (and `WWW-Authenticate` for 401) otherwise.
+/// `X-Original-Body`, written by the proxy as `LENGTH/TRANSFER-ENCODING`
+/// from the original request's `Content-Length` and `Transfer-Encoding`
+/// (`/` for a request without a body). Absent, nothing is known.
+fn body_presence(headers: &HeaderMap) -> Result<BodyPresence, Misconfigured> {
+    let mut values = headers.get_all("x-original-body").iter();
+    let value = match (values.next(), values.next()) {
+        (None, _) => return Ok(BodyPresence::Unknown),
+        (Some(value), None) => value.to_str().map_err(|_| Misconfigured("X-Original-Body"))?,
+        (Some(_), Some(_)) => return Err(Misconfigured("X-Original-Body")),
+    };
+    let (length, encoding) = value.split_once('/').ok_or(Misconfigured("X-Original-Body"))?;
+    let (length, encoding) = (length.trim(), encoding.trim());
+    Ok(if encoding.is_empty() && (length.is_empty() || length == "0") {
+        BodyPresence::Absent
+    } else {
+        BodyPresence::Present
+    })
+}
+
+impl HeaderSet {
+    fn original(self, method: &Method, uri: &Uri, headers: &HeaderMap) -> Result<Original, Misconfigured> {
+        match self {
+            HeaderSet::Nginx => Ok(Original {
+                method: one(headers, "x-original-method")?.to_owned(),
+                target: one(headers, "x-original-uri")?.to_owned(),
+                body: body_presence(headers)?,
+            }),
+            HeaderSet::Caddy => Ok(Original {
+                method: one(headers, "x-forwarded-method")?.to_owned(),
+                target: one(headers, "x-forwarded-uri")?.to_owned(),
+                // Caddy can report Content-Length but not chunked bodies;
+                // the documented configuration stops bodies on GET before
+                // they reach the data API, and a POST without a length may
+                // still have a body.
+                body: match body_presence(headers)? {
+                    BodyPresence::Absent if method_has_body(one(headers, "x-forwarded-method")?) => {
+                        BodyPresence::Unknown
+                    }
+                    other => other,
+                },
+            }),
+            // Traefik and Envoy are documented but not tested here; they
+            // cannot say whether a request has a body.
+            HeaderSet::Traefik => Ok(Original {
+                method: one(headers, "x-forwarded-method")?.to_owned(),
+                target: one(headers, "x-forwarded-uri")?.to_owned(),
+                body: BodyPresence::Unknown,
+            }),
+            HeaderSet::Envoy => {
+                let path = uri.path().strip_prefix("/v3/forward-auth").unwrap_or("");
+                let target = match uri.query() {
+                    Some(query) => format!("{path}?{query}"),
+                    None => path.to_owned(),
+                };
+                Ok(Original { method: method.as_str().to_owned(), target, body: BodyPresence::Unknown })
+            }
+        }
+    }
+}
+
+fn method_has_body(method: &str) -> bool {
+    ["POST", "PUT", "PATCH"].iter().any(|m| m.eq_ignore_ascii_case(method))
+}
+
+/// Every copy of the headers that decide a request.
+#[must_use]
+pub fn deciding_headers(headers: &HeaderMap) -> DecidingHeaders<'_> {
+    let all = |name: HeaderName| headers.get_all(name).iter().filter_map(|v| v.to_str().ok()).collect::<Vec<_>>();
+    DecidingHeaders {
+        authorization: all(header::AUTHORIZATION),
+        content_type: all(header::CONTENT_TYPE),
+        referer: all(header::REFERER),
+        origin: all(header::ORIGIN),
+    }
+}
+
+/// Whether a header name is one of latchkey's identity headers, in any
+/// case and with `_` for `-` (PHP and CGI read `X_Latchkey_Org` as
+/// `X-Latchkey-Org`).
+#[must_use]
+pub fn is_identity_header(name: &str) -> bool {
+    let prefix = "x-latchkey-";
+    name.len() > prefix.len()
+        && name.as_bytes()[..prefix.len()]
+            .iter()
+            .zip(prefix.as_bytes())
+            .all(|(a, b)| a.to_ascii_lowercase() == *b || (*a == b'_' && *b == b'-'))
+}
+
+/// The code of a refusal on the wire.
+fn refusal_code(verdict: &Verdict) -> &'static str {
+    match verdict {
+        Verdict::Allowed(_) => "allowed",
+        Verdict::Denied(reason) => reason.as_str(),
+        Verdict::Unmappable(Unmappable::UnknownRequest) => "unknown_request",
+        Verdict::Unmappable(Unmappable::MissingParameter(_)) => "missing_parameter",
+        Verdict::Unmappable(Unmappable::Ambiguous(_)) => "ambiguous_request",
+    }
+}
+
+fn refusal_message(verdict: &Verdict) -> String {
+    match verdict {
+        Verdict::Allowed(_) => String::new(),
+        Verdict::Denied(reason) => match reason.as_str() {
+            "token_malformed" => "the request carries no latchkey token, or not a well-formed one".into(),
+            "token_unknown" => "the token does not exist here (it may have been deleted)".into(),
+            "token_expired" => "the token has expired".into(),
+            "api_not_allowed" => "the token does not allow this API".into(),
+            "referer_missing" => "the token is restricted to websites and the request names none".into(),
+            "referer_not_allowed" => "the token does not allow requests from this website".into(),
+            "connection_not_granted" => "the token has no grant on this connection".into(),
+            _ => "the token does not grant this source to this API".into(),
+        },
+        Verdict::Unmappable(Unmappable::UnknownRequest) => "not a data API request that latchkey knows".into(),
+        Verdict::Unmappable(Unmappable::MissingParameter(name)) => {
+            format!("the request does not name its source (no {name} parameter)")
+        }
+        Verdict::Unmappable(Unmappable::Ambiguous(ambiguity)) => {
+            format!("the request could be read in more than one way: {ambiguity}")
+        }
+    }
+}
+
+/// The answer for a verdict: 200 with the bearer's identity headers, or
+/// the error body with the reason header (and `WWW-Authenticate` for 401).
 #[must_use]
 pub fn verdict_response(verdict: &Verdict) -> Response {
-    let status = verdict.status();
-    let Verdict::Refused(reason) = verdict else {
-        return status.into_response();
-    };
-    let body = ErrorBody { error: message(reason).to_owned(), code: (*reason).to_owned(), details: None };
+    if let Verdict::Allowed(bearer) = verdict {
+        let mut response = StatusCode::OK.into_response();
+        add_identity(response.headers_mut(), bearer);
+        return response;
+    }
+    let credential = matches!(verdict, Verdict::Denied(reason) if reason.is_credential_failure());
+    let status = if credential { StatusCode::UNAUTHORIZED } else { StatusCode::FORBIDDEN };
+    let code = refusal_code(verdict);
+    let body = ErrorBody { error: refusal_message(verdict), code: code.to_owned(), details: None };
     let mut response = (status, axum::Json(body)).into_response();
-    response.headers_mut().insert(REASON_HEADER, HeaderValue::from_static(reason));
-    if status == StatusCode::UNAUTHORIZED {
+    response.headers_mut().insert(REASON_HEADER, HeaderValue::from_static(code));
+    if credential {
         response.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        // Counted by the limiter of failed authentication.
+        response.extensions_mut().insert(AuthFailure);
     }
     response
 }
 
-fn header_text<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
-    headers.get(name).and_then(|v| v.to_str().ok())
-}
-
-/// Decides a data API request.
-///
-/// # Errors
-/// [`ApiError`] when storage fails: the caller must refuse.
-pub async fn decide(authorizer: &Authorizer, request: &DataRequest<'_>) -> Result<Verdict, ApiError> {
-    let mapped = match map_request(request) {
-        Ok(mapped) => mapped,
-        Err(MappingError::UnknownRequest) => return Ok(Verdict::Refused("unknown_request")),
-        Err(MappingError::MissingParameter(_)) => return Ok(Verdict::Refused("missing_parameter")),
-    };
-    let token = mapped.token.as_deref().unwrap_or("");
-    match authorizer.authorize(token, &mapped.access_request()).await? {
-        Decision::Allowed => Ok(Verdict::Allowed),
-        Decision::Denied(reason) => Ok(Verdict::Refused(reason.as_str())),
+/// Adds the identity headers of an allowed request.
+pub fn add_identity(headers: &mut HeaderMap, bearer: &Bearer) {
+    for (name, value) in [
+        (ORG_HEADER, bearer.org.as_str()),
+        (USER_HEADER, bearer.user.as_str()),
+        (TOKEN_ID_HEADER, bearer.token_id.as_str()),
+    ] {
+        if let Ok(value) = HeaderValue::from_str(value) {
+            headers.insert(name, value);
+        }
     }
 }
 
-/// The original request of a forward-auth check: from the headers nginx
-/// (`X-Original-Method`, `X-Original-URI`) or Traefik (`X-Forwarded-Method`,
-/// `X-Forwarded-Uri`) set, or, as Envoy's `ext_authz` sends it, the check's
-/// own method and the path after `/v3/forward-auth`.
-fn original(method: &Method, uri: &Uri, headers: &HeaderMap) -> (String, String) {
-    let original_method = header_text(headers, "x-original-method")
-        .or_else(|| header_text(headers, "x-forwarded-method"))
-        .unwrap_or(method.as_str())
-        .to_owned();
-    let original_uri = header_text(headers, "x-original-uri")
-        .or_else(|| header_text(headers, "x-forwarded-uri"))
-        .map(str::to_owned)
-        .unwrap_or_else(|| {
-            let path = uri.path().strip_prefix("/v3/forward-auth").unwrap_or("");
-            match uri.query() {
-                Some(query) => format!("{path}?{query}"),
-                None => path.to_owned(),
-            }
-        });
-    (original_method, original_uri)
+fn forward_auth_off() -> Response {
+    ApiError::ServiceMisconfigured(
+        "forward-auth is off: start latchkey serve with --org ORG and --forward-auth-headers nginx|caddy|traefik|envoy"
+            .into(),
+    )
+    .into_response()
 }
 
 /// Asks whether a request a reverse proxy is about to forward may proceed.
-/// The proxy sends headers only: a source that only a POST body names
-/// (an SQL query posted as JSON, an import's destination) cannot be seen,
-/// and only a token whose grant on that connection is `*` allows it.
+/// The proxy sends headers only: a source that a body may name (an SQL
+/// query posted as JSON, an import's destination) cannot be seen, and only
+/// a token whose grant on that connection is `*` allows it.
 #[utoipa::path(
     method(get, post, put, patch, delete, options), path = "/v3/forward-auth", tag = "enforcement",
     params(
-        ("X-Original-URI" = Option<String>, Header, description = "The original request's URI (nginx); or X-Forwarded-Uri (Traefik)"),
-        ("X-Original-Method" = Option<String>, Header, description = "The original request's method (nginx); or X-Forwarded-Method (Traefik)"),
+        ("X-Original-URI" = Option<String>, Header, description = "nginx: the original request's URI"),
+        ("X-Original-Method" = Option<String>, Header, description = "nginx: the original request's method"),
+        ("X-Original-Body" = Option<String>, Header, description = "nginx, Caddy: the original Content-Length and Transfer-Encoding, as LENGTH/ENCODING"),
+        ("X-Forwarded-Uri" = Option<String>, Header, description = "Caddy, Traefik: the original request's URI"),
+        ("X-Forwarded-Method" = Option<String>, Header, description = "Caddy, Traefik: the original request's method"),
     ),
     responses(
-        (status = 200, description = "The original request may proceed"),
+        (status = 200, description = "The original request may proceed; the bearer is in X-Latchkey-Org, X-Latchkey-User and X-Latchkey-Token-Id"),
         (status = 401, description = "No usable token; the reason is in X-Latchkey-Reason", body = ErrorBody,
             headers(("X-Latchkey-Reason" = String, description = "token_malformed, token_unknown or token_expired"))),
-        (status = 403, description = "The token does not allow the request; the reason is in X-Latchkey-Reason", body = ErrorBody,
-            headers(("X-Latchkey-Reason" = String, description = "A decision reason, or unknown_request or missing_parameter"))),
+        (status = 403, description = "Refused; the reason is in X-Latchkey-Reason", body = ErrorBody,
+            headers(("X-Latchkey-Reason" = String, description = "A decision reason, unknown_request, missing_parameter, ambiguous_request or rate_limited"))),
+        (status = 500, description = "The proxy does not send the configured header set, or forward-auth is off", body = ErrorBody),
         (status = 503, description = "Storage unavailable: refuse", body = ErrorBody),
     )
 )]
@@ -144,24 +288,59 @@ pub async fn forward_auth(
     uri: Uri,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    let (original_method, original_uri) = original(&method, &uri, &headers);
-    let (path, query) = match original_uri.split_once('?') {
-        Some((path, query)) => (path, Some(query)),
-        None => (original_uri.as_str(), None),
+    let Some(forward_auth) = services.forward_auth.as_deref() else {
+        return Ok(forward_auth_off());
     };
-    let request = DataRequest {
-        method: &original_method,
-        path,
-        query,
-        authorization: header_text(&headers, "authorization"),
-        referer: header_text(&headers, "referer"),
-        origin: header_text(&headers, "origin"),
-        content_type: header_text(&headers, "content-type"),
-        body: if source_may_be_in_body(&original_method, path) { Body::Unread } else { Body::Read(b"") },
+    let original = forward_auth.headers.original(&method, &uri, &headers).map_err(|Misconfigured(name)| {
+        ApiError::ServiceMisconfigured(format!(
+            "the proxy must send exactly one {name} header (see docs/deploy.md for its configuration)"
+        ))
+    })?;
+    // The proxy copies the client's headers to this request: one of
+    // latchkey's own would reach the data API too, unless the proxy strips
+    // it, and then only some readers would see it.
+    let verdict = if headers.keys().any(|name| is_identity_header(name.as_str())) {
+        Verdict::Unmappable(Unmappable::Ambiguous(Ambiguity::IdentityHeader))
+    } else {
+        match RequestHead::parse(&original.method, &original.target, &deciding_headers(&headers), original.body) {
+            Ok(head) => forward_auth.enforcer.check(head, BodyView::Unseen).await?,
+            Err(ambiguity) => Verdict::Unmappable(Unmappable::Ambiguous(ambiguity)),
+        }
     };
-    let verdict = decide(&services.authorizer, &request).await?;
-    if let Verdict::Refused(reason) = &verdict {
-        tracing::info!(reason, method = %original_method, "forward-auth refused a request");
+    if !matches!(verdict, Verdict::Allowed(_)) {
+        tracing::info!(reason = refusal_code(&verdict), method = %original.method, "forward-auth refused a request");
     }
     Ok(verdict_response(&verdict))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn identity_headers_in_every_spelling() {
+        for name in ["x-latchkey-org", "X-Latchkey-User", "X_Latchkey_Token-Id", "x_latchkey_anything"] {
+            assert!(is_identity_header(name), "{name}");
+        }
+        for name in ["x-latchkey-", "x-latchkeyorg", "x-original-uri", "latchkey-org"] {
+            assert!(!is_identity_header(name), "{name}");
+        }
+    }
+
+    #[test]
+    fn the_body_as_the_proxy_reports_it() {
+        let with = |value: Option<&str>| {
+            let mut headers = HeaderMap::new();
+            if let Some(value) = value {
+                headers.insert("x-original-body", HeaderValue::from_str(value).unwrap());
+            }
+            body_presence(&headers)
+        };
+        assert_eq!(with(None).unwrap(), BodyPresence::Unknown);
+        assert_eq!(with(Some("/")).unwrap(), BodyPresence::Absent);
+        assert_eq!(with(Some("0/")).unwrap(), BodyPresence::Absent);
+        assert_eq!(with(Some("12/")).unwrap(), BodyPresence::Present);
+        assert_eq!(with(Some("/chunked")).unwrap(), BodyPresence::Present);
+        assert!(with(Some("12")).is_err());
+    }
 }

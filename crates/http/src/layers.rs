@@ -15,7 +15,6 @@ use axum::response::IntoResponse;
 use tower::ServiceBuilder;
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::request_id::{MakeRequestId, PropagateRequestIdLayer, RequestId, SetRequestIdLayer};
-use tower_http::set_header::SetResponseHeaderLayer;
 use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::TraceLayer;
 use tracing::Span;
@@ -24,6 +23,12 @@ use crate::Limits;
 use crate::error::ApiError;
 
 const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+
+/// Marks a response that the gateway relays from the upstream: the layers
+/// leave it as the data API wrote it (no JSON error body, no cache header
+/// of latchkey's).
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Proxied;
 
 /// Request ids: a random prefix per process and a counter. Unique across
 /// instances and restarts like a UUID, without a system call per request.
@@ -80,6 +85,9 @@ fn span_for(request: &Request<Body>) -> Span {
 /// made without one (404 for an unknown path, 405, 408, 413, 500 after a
 /// panic), so that every error a client sees has the same shape.
 async fn json_errors(response: Response<Body>) -> Response<Body> {
+    if response.extensions().get::<Proxied>().is_some() {
+        return response;
+    }
     let status = response.status();
     let is_json = response
         .headers()
@@ -100,6 +108,17 @@ async fn json_errors(response: Response<Body>) -> Response<Body> {
         }
         None => response,
     }
+}
+
+/// Headers of latchkey's own answers: they hold token values, so no cache
+/// may keep them, and their types are not to be guessed.
+async fn own_headers(mut response: Response<Body>) -> Response<Body> {
+    if response.extensions().get::<Proxied>().is_none() {
+        let headers = response.headers_mut();
+        headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+        headers.entry(header::X_CONTENT_TYPE_OPTIONS).or_insert(HeaderValue::from_static("nosniff"));
+    }
+    response
 }
 
 /// Logs each answer with its status and latency (the path is in the span):
@@ -137,12 +156,7 @@ pub(crate) fn wrap(router: Router, limits: &Limits) -> Router {
             .layer(PropagateRequestIdLayer::new(REQUEST_ID))
             .layer(TraceLayer::new_for_http().make_span_with(span_for).on_request(()).on_response(LogResponse))
             .layer(CatchPanicLayer::custom(panic_response))
-            // Answers hold token values: no cache may keep them.
-            .layer(SetResponseHeaderLayer::overriding(header::CACHE_CONTROL, HeaderValue::from_static("no-store")))
-            .layer(SetResponseHeaderLayer::if_not_present(
-                header::X_CONTENT_TYPE_OPTIONS,
-                HeaderValue::from_static("nosniff"),
-            ))
+            .layer(map_response(own_headers))
             .layer(map_response(json_errors))
             .layer(TimeoutLayer::with_status_code(StatusCode::REQUEST_TIMEOUT, limits.request_timeout)),
     )

@@ -11,10 +11,12 @@ mod body;
 mod dto;
 pub mod enforce;
 mod error;
+pub mod gateway;
 mod guard;
 mod layers;
 mod openapi;
 mod routes;
+pub mod server;
 mod web;
 
 use std::sync::Arc;
@@ -24,8 +26,9 @@ use axum::Router;
 use latchkey_app::{Authorizer, TokenService};
 use latchkey_ports::{Authenticator, ConnectionCatalog, StoreHealth};
 
+pub use enforce::{ForwardAuth, HeaderSet};
 pub use error::{ApiError, Detail, ErrorBody};
-pub use guard::{Exempt, RateLimits};
+pub use guard::{IpRange, RateLimits};
 pub use openapi::openapi;
 
 /// What the handlers use.
@@ -44,6 +47,8 @@ pub struct Services {
     /// Limits the handlers enforce themselves (the body size).
     /// Shared, since the state is cloned for every request.
     pub limits: Arc<Limits>,
+    /// Forward-auth, when configured (`--org` and `--forward-auth-headers`).
+    pub forward_auth: Option<Arc<ForwardAuth>>,
 }
 
 /// Limits of the HTTP server.
@@ -77,7 +82,7 @@ pub fn app(services: Services) -> Router {
         .merge(openapi::document_route())
         .merge(openapi::forward_auth_prefix_route())
         .with_state(services)
-        .layer(axum::middleware::from_fn_with_state(limiter, guard::limit_failures))
+        .layer(axum::middleware::from_fn_with_state((limiter, None), guard::limit_failures))
         .layer(axum::middleware::from_fn(guard::limit_headers));
     layers::wrap(router, &limits)
 }

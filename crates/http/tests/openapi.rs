@@ -38,6 +38,7 @@ fn services() -> Services {
         catalog: store.clone(),
         health: store,
         limits: Arc::new(Limits::default()),
+        forward_auth: None,
     }
 }
 

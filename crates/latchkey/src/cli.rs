@@ -87,12 +87,54 @@ pub struct ServeArgs {
     /// services that call /v3/authorize for many end users), e.g.
     /// 10.0.0.0/8,192.0.2.7.
     #[arg(long, env = "LATCHKEY_RATE_LIMIT_EXEMPT", value_delimiter = ',')]
-    pub rate_limit_exempt: Vec<latchkey_http::Exempt>,
+    pub rate_limit_exempt: Vec<latchkey_http::IpRange>,
+    #[command(flatten)]
+    pub network: NetworkArgs,
     /// How often recorded token uses are written, in milliseconds.
     #[arg(long, env = "LATCHKEY_USAGE_FLUSH_MS", default_value_t = 1000)]
     pub usage_flush_ms: u64,
+    /// The org whose data APIs /v3/forward-auth protects (connection names
+    /// are unique only within an org, so a token of another org is
+    /// refused). Without it, forward-auth is off.
+    #[arg(long, env = "LATCHKEY_ORG", requires = "forward_auth_headers", value_parser = parse_org)]
+    pub org: Option<OrgName>,
+    /// The proxy that asks /v3/forward-auth, and so the one set of headers
+    /// read for the original request: nginx, caddy, traefik or envoy.
+    #[arg(long, env = "LATCHKEY_FORWARD_AUTH_HEADERS", requires = "org")]
+    pub forward_auth_headers: Option<latchkey_http::HeaderSet>,
     #[command(flatten)]
     pub jwt: JwtArgs,
+}
+
+fn parse_org(raw: &str) -> Result<OrgName, String> {
+    OrgName::new(raw).map_err(|error| format!("the org {error}"))
+}
+
+/// Where clients come from, and how long and how many of them are served.
+#[derive(Debug, Args)]
+pub struct NetworkArgs {
+    /// Proxies in front, comma-separated addresses or ranges: behind them,
+    /// the client is the rightmost address in X-Forwarded-For that is not
+    /// one of them (for rate limiting).
+    #[arg(long, env = "LATCHKEY_TRUSTED_PROXIES", value_delimiter = ',')]
+    pub trusted_proxies: Vec<latchkey_http::IpRange>,
+    /// The most client connections open at once; more wait to be accepted.
+    #[arg(long, env = "LATCHKEY_MAX_CONNECTIONS", default_value_t = 4096)]
+    pub max_connections: usize,
+    /// How long a client has to send a request's headers, in seconds
+    /// (also how long an idle keep-alive connection is kept).
+    #[arg(long, env = "LATCHKEY_HEADER_READ_TIMEOUT_SECONDS", default_value_t = 15)]
+    pub header_read_timeout_seconds: u64,
+}
+
+impl NetworkArgs {
+    pub fn connection_limits(&self) -> latchkey_http::server::ConnectionLimits {
+        latchkey_http::server::ConnectionLimits {
+            max_connections: self.max_connections,
+            header_read_timeout: Duration::from_secs(self.header_read_timeout_seconds.max(1)),
+            ..latchkey_http::server::ConnectionLimits::default()
+        }
+    }
 }
 
 /// An identity provider whose JWTs are accepted as user credentials, besides
@@ -164,14 +206,36 @@ pub struct GatewayArgs {
     /// The data API to protect, e.g. http://127.0.0.1:9000.
     #[arg(long, env = "LATCHKEY_UPSTREAM")]
     pub upstream: String,
+    /// The org whose data API this is: connection names are unique only
+    /// within an org, so a token of another org is refused.
+    #[arg(long, env = "LATCHKEY_ORG", value_parser = parse_org)]
+    pub org: OrgName,
     /// The address to listen on (port 0 picks a free port).
     #[arg(long, env = "LATCHKEY_GATEWAY_LISTEN", default_value = "127.0.0.1:8081")]
     pub listen: SocketAddr,
     #[command(flatten)]
     pub database: DatabaseArgs,
+    #[command(flatten)]
+    pub network: NetworkArgs,
     /// The largest request body read to find its source, in bytes.
     #[arg(long, env = "LATCHKEY_MAX_BODY_BYTES", default_value_t = 1024 * 1024)]
     pub max_body_bytes: usize,
+    /// How long a request may take, body upload included, in seconds.
+    #[arg(long, env = "LATCHKEY_REQUEST_TIMEOUT_SECONDS", default_value_t = 30)]
+    pub request_timeout_seconds: u64,
+    /// How long the upstream may take to start answering, in seconds.
+    #[arg(long, env = "LATCHKEY_UPSTREAM_TIMEOUT_SECONDS", default_value_t = 30)]
+    pub upstream_timeout_seconds: u64,
+    /// Failed tokens (malformed, unknown, expired) one client address may
+    /// send per minute, sustained.
+    #[arg(long, env = "LATCHKEY_AUTH_FAILURES_PER_MINUTE", default_value_t = 600)]
+    pub auth_failures_per_minute: u32,
+    /// Failed tokens one client address may send at once.
+    #[arg(long, env = "LATCHKEY_AUTH_FAILURE_BURST", default_value_t = 100)]
+    pub auth_failure_burst: u32,
+    /// Addresses or ranges never rate limited, comma-separated.
+    #[arg(long, env = "LATCHKEY_RATE_LIMIT_EXEMPT", value_delimiter = ',')]
+    pub rate_limit_exempt: Vec<latchkey_http::IpRange>,
     /// The most tokens the authorize cache keeps (PostgreSQL only); 0 turns
     /// it off.
     #[arg(long, env = "LATCHKEY_CACHE_CAPACITY", default_value_t = 100_000)]

@@ -7,10 +7,10 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 use latchkey_app::{
-    Authorizer, BOOTSTRAP_CONNECTION, BOOTSTRAP_ORG, BOOTSTRAP_USER, CacheSettings, CredentialRouter, Sealer,
+    Authorizer, BOOTSTRAP_CONNECTION, BOOTSTRAP_ORG, BOOTSTRAP_USER, CacheSettings, CredentialRouter, Enforcer, Sealer,
     TokenCache, TokenService, UsageRecorder, UserKeyAuthenticator, UserService,
 };
-use latchkey_http::{Limits, RateLimits, Services};
+use latchkey_http::{ForwardAuth, Limits, RateLimits, Services};
 use latchkey_memory::SystemClock;
 use latchkey_ports::Clock;
 
@@ -43,7 +43,14 @@ pub async fn run(args: ServeArgs) -> Result<()> {
     let cache = start_cache(&args.database.url, args.cache_capacity, args.cache_ttl_seconds);
     let tokens = TokenService::new(stores.tokens.clone(), cache.clone(), stores.catalog.clone(), clock.clone(), sealer)
         .with_max_tokens_per_owner(args.max_tokens_per_user);
-    let authorizer = Authorizer::new(stores.tokens.clone(), cache, clock, usage.clone());
+    let authorizer = Arc::new(Authorizer::new(stores.tokens.clone(), cache, clock, usage.clone()));
+    let forward_auth = match (&args.org, args.forward_auth_headers) {
+        (Some(org), Some(headers)) => {
+            tracing::info!(%org, ?headers, "forward-auth on");
+            Some(Arc::new(ForwardAuth { enforcer: Arc::new(Enforcer::new(authorizer.clone(), org.clone())), headers }))
+        }
+        _ => None,
+    };
     let keys = Arc::new(UserKeyAuthenticator::new(stores.users.clone()));
     let identity_provider: Option<Arc<dyn latchkey_ports::Authenticator>> = match identity_provider {
         Some(jwt) => {
@@ -54,7 +61,7 @@ pub async fn run(args: ServeArgs) -> Result<()> {
     };
     let services = Services {
         tokens: Arc::new(tokens),
-        authorizer: Arc::new(authorizer),
+        authorizer,
         authenticator: Arc::new(CredentialRouter::new(keys, identity_provider)),
         catalog: stores.catalog.clone(),
         health: stores.health.clone(),
@@ -65,8 +72,10 @@ pub async fn run(args: ServeArgs) -> Result<()> {
                 failures_per_minute: args.auth_failures_per_minute,
                 burst: args.auth_failure_burst,
                 exempt: args.rate_limit_exempt.clone(),
+                trusted_proxies: args.network.trusted_proxies.clone(),
             },
         }),
+        forward_auth,
     };
     let app = latchkey_http::app(services);
 
@@ -78,10 +87,7 @@ pub async fn run(args: ServeArgs) -> Result<()> {
     tracing::info!(%address, "listening");
 
     let flusher = tokio::spawn(flush_usage(usage.clone(), args.usage_flush_interval()));
-    // Connection info gives the limiter of failed authentication the client
-    // address.
-    axum::serve(listener, app.into_make_service_with_connect_info::<std::net::SocketAddr>())
-        .with_graceful_shutdown(latchkey_http::shutdown_signal())
+    latchkey_http::server::serve(listener, app, args.network.connection_limits(), latchkey_http::shutdown_signal())
         .await?;
     flusher.abort();
     match usage.flush().await {

@@ -118,11 +118,14 @@ pub trait TokenRepository: Send + Sync {
     /// [`insert`](Self::insert).
     async fn insert_capped(&self, token: &Token, limit: u64) -> Result<(), InsertError>;
 
-    /// The token with this id, whoever owns it.
+    /// The token with this id, if `owner` owns it. Id and owner are looked
+    /// up in one step, so that another owner's token costs what a missing
+    /// one does: its existence shows neither in the answer nor in the time
+    /// it takes.
     ///
     /// # Errors
-    /// [`GetError::NotFound`] when there is none.
-    async fn get(&self, id: &TokenId) -> Result<Token, GetError>;
+    /// [`GetError::NotFound`] when there is none, or `owner` does not own it.
+    async fn get(&self, id: &TokenId, owner: &Principal) -> Result<Token, GetError>;
 
     /// The token whose value has this hash: the lookup of every authorize.
     ///

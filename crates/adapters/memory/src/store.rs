@@ -96,8 +96,8 @@ impl TokenRepository for MemoryStore {
         self.insert_within(token, Some(limit))
     }
 
-    async fn get(&self, id: &TokenId) -> Result<Token, GetError> {
-        self.read().tokens.get(id).cloned().ok_or(GetError::NotFound)
+    async fn get(&self, id: &TokenId, owner: &Principal) -> Result<Token, GetError> {
+        self.read().tokens.get(id).filter(|token| token.owner == *owner).cloned().ok_or(GetError::NotFound)
     }
 
     async fn find_by_secret_hash(&self, hash: &SecretHash) -> Result<Option<Token>, BackendError> {

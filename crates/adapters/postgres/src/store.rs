@@ -196,12 +196,15 @@ impl TokenRepository for PostgresStore {
         self.insert_within(token, Some(limit)).await
     }
 
-    async fn get(&self, id: &TokenId) -> Result<Token, GetError> {
-        let row = sqlx::query(concat!("SELECT ", token_columns!(), " FROM tokens WHERE id = $1"))
-            .bind(id.as_str())
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(backend)?;
+    async fn get(&self, id: &TokenId, owner: &Principal) -> Result<Token, GetError> {
+        let row =
+            sqlx::query(concat!("SELECT ", token_columns!(), " FROM tokens WHERE id = $1 AND org = $2 AND owner = $3"))
+                .bind(id.as_str())
+                .bind(owner.org.as_str())
+                .bind(owner.user.as_str())
+                .fetch_optional(&self.pool)
+                .await
+                .map_err(backend)?;
         Ok(token(&row.ok_or(GetError::NotFound)?)?)
     }
 

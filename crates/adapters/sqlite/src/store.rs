@@ -168,11 +168,11 @@ impl TokenRepository for SqliteStore {
         self.insert_within(token, Some(limit)).await
     }
 
-    async fn get(&self, id: &TokenId) -> Result<Token, GetError> {
-        let id = id.to_string();
+    async fn get(&self, id: &TokenId, owner: &Principal) -> Result<Token, GetError> {
+        let keys = [id.to_string(), owner.org.to_string(), owner.user.to_string()];
         let row = pool::read(&self.pool, move |c| {
-            c.prepare_cached(&format!("SELECT {TOKEN_COLUMNS} FROM tokens WHERE id = ?1"))?
-                .query_row([id], token_row)
+            c.prepare_cached(&format!("SELECT {TOKEN_COLUMNS} FROM tokens WHERE id = ?1 AND org = ?2 AND owner = ?3"))?
+                .query_row(keys, token_row)
                 .optional()
         })
         .await?;
