@@ -133,7 +133,7 @@ struct TestPlan {
 }
 
 fn test(plan: TestPlan) -> Result<()> {
-    ensure_nginx()?;
+    ensure_debian_packages()?;
     cargo(&["fmt", "--all", "--check"], &[])?;
     cargo(&["clippy", "--workspace", "--all-targets", "--locked", "--", "-D", "warnings"], &[])?;
     let mut envs = Vec::new();
@@ -160,19 +160,46 @@ fn test(plan: TestPlan) -> Result<()> {
     Ok(())
 }
 
-/// The nginx test (`tests/nginx.rs`) runs Debian's nginx: install it when it
-/// is missing and this is a machine where apt works (CI, the development
-/// machines); otherwise say what to do.
-fn ensure_nginx() -> Result<()> {
-    if std::path::Path::new("/usr/sbin/nginx").exists() || env::var_os("LATCHKEY_TEST_NGINX").is_some() {
+/// Debian packages the tests need, by a file each installs: nginx and
+/// Caddy for the enforcement tests (`tests/enforcement.rs`), libclang for
+/// building PostgreSQL's parser (`crates/oracle`).
+const DEBIAN_PACKAGES: [(&str, &str); 3] =
+    [("nginx", "/usr/sbin/nginx"), ("caddy", "/usr/bin/caddy"), ("libclang-dev", "/usr/lib/llvm-14/lib/libclang.so")];
+
+/// Installs what the tests need and is missing, when this is a machine
+/// where apt works (CI, the development machines); otherwise says what to
+/// do.
+fn ensure_debian_packages() -> Result<()> {
+    let libclang = || {
+        std::fs::read_dir("/usr/lib").into_iter().flatten().flatten().any(|entry| {
+            entry.file_name().to_string_lossy().starts_with("llvm-") && entry.path().join("lib/libclang.so").exists()
+        })
+    };
+    let missing: Vec<&str> = DEBIAN_PACKAGES
+        .iter()
+        .filter(|(package, file)| {
+            let present = if *package == "libclang-dev" { libclang() } else { std::path::Path::new(file).exists() };
+            !present
+        })
+        .map(|(package, _)| *package)
+        .collect();
+    if missing.is_empty() {
         return Ok(());
     }
-    println!("nginx is missing; installing Debian's package for the nginx test");
+    println!("installing Debian packages the tests need: {}", missing.join(", "));
     let root = architecture::workspace_root();
-    run("apt-get", &["install", "-y", "-qq", "nginx"], &root)
-        .context("the nginx test needs nginx: apt-get install nginx, or set LATCHKEY_TEST_NGINX to its path")?;
-    // The package starts a system nginx on port 80; the test runs its own.
+    // A fresh machine has no package lists yet.
+    run("apt-get", &["update", "-qq"], &root)
+        .and_then(|()| {
+            let mut args = vec!["install", "-y", "-qq"];
+            args.extend(&missing);
+            run("apt-get", &args, &root)
+        })
+        .with_context(|| format!("the tests need these Debian packages: apt-get install {}", missing.join(" ")))?;
+    // The packages start a system nginx and Caddy on port 80; the tests
+    // run their own.
     let _ = Command::new("nginx").args(["-s", "stop"]).status();
+    let _ = Command::new("caddy").arg("stop").status();
     Ok(())
 }
 

@@ -499,7 +499,17 @@ async fn gateway_table(options: &Options) -> Result<String> {
         let value = token["token"].as_str().unwrap_or_default().to_owned();
         let gateway = Server::start(
             &options.latchkey,
-            &["gateway", "--org", "default", "--listen", "127.0.0.1:0", "--database", &database, "--upstream", &stub.url],
+            &[
+                "gateway",
+                "--org",
+                "default",
+                "--listen",
+                "127.0.0.1:0",
+                "--database",
+                &database,
+                "--upstream",
+                &stub.url,
+            ],
             &[],
         )
         .await?;
