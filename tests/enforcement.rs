@@ -580,6 +580,11 @@ fn corpus(t: &Tokens) -> Vec<Case> {
         case("another org, table", "GET", "/v3/maps/bq/table?name=p.d.secret", &t.other_org),
         // Methods.
         case("DELETE", "DELETE", "/v3/maps/bq/table?name=p.d.t", &t.table),
+        case("lower-case method", "get", "/v3/maps/bq/table?name=p.d.secret", &t.table),
+        case("method override header", "GET", "/v3/maps/bq/table?name=p.d.t", &t.table)
+            .header("X-HTTP-Method-Override", "DELETE"),
+        case("method override parameter", "POST", "/v3/maps/bq/table", &t.table)
+            .body(form_type, b"name=p.d.t&_method=DELETE"),
     ]
 }
 

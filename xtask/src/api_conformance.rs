@@ -28,7 +28,16 @@ pub fn schemathesis(seconds: u32) -> Result<()> {
     // limited client would test nothing but 429s.
     let server = Server::start(
         &root.join("target/debug/latchkey"),
-        &["--database", &database, "--rate-limit-exempt", "127.0.0.1,::1"],
+        &[
+            "--database",
+            &database,
+            "--rate-limit-exempt",
+            "127.0.0.1,::1",
+            "--org",
+            "default",
+            "--forward-auth-headers",
+            "nginx",
+        ],
     )?;
     println!("\n$ schemathesis run {}/v3/openapi.json --checks all --max-time {seconds}", server.url);
     let status = Command::new("schemathesis")

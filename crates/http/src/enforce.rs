@@ -153,7 +153,7 @@ impl HeaderSet {
 }
 
 fn method_has_body(method: &str) -> bool {
-    ["POST", "PUT", "PATCH"].iter().any(|m| m.eq_ignore_ascii_case(method))
+    matches!(method, "POST" | "PUT" | "PATCH")
 }
 
 /// Every copy of the headers that decide a request.
@@ -165,6 +165,9 @@ pub fn deciding_headers(headers: &HeaderMap) -> DecidingHeaders<'_> {
         content_type: all(header::CONTENT_TYPE),
         referer: all(header::REFERER),
         origin: all(header::ORIGIN),
+        method_override: ["x-http-method-override", "x-http-method", "x-method-override"]
+            .iter()
+            .any(|name| headers.contains_key(*name)),
     }
 }
 
@@ -252,9 +255,8 @@ pub fn add_identity(headers: &mut HeaderMap, bearer: &Bearer) {
 }
 
 fn forward_auth_off() -> Response {
-    ApiError::ServiceMisconfigured(
-        "forward-auth is off: start latchkey serve with --org ORG and --forward-auth-headers nginx|caddy|traefik|envoy"
-            .into(),
+    ApiError::NotEnabled(
+        "forward-auth is off: start latchkey serve with --org ORG and --forward-auth-headers nginx|caddy|traefik|envoy",
     )
     .into_response()
 }
@@ -278,7 +280,8 @@ fn forward_auth_off() -> Response {
             headers(("X-Latchkey-Reason" = String, description = "token_malformed, token_unknown or token_expired"))),
         (status = 403, description = "Refused; the reason is in X-Latchkey-Reason", body = ErrorBody,
             headers(("X-Latchkey-Reason" = String, description = "A decision reason, unknown_request, missing_parameter, ambiguous_request or rate_limited"))),
-        (status = 500, description = "The proxy does not send the configured header set, or forward-auth is off", body = ErrorBody),
+        (status = 400, description = "The proxy does not send its header set (`--forward-auth-headers`) exactly once", body = ErrorBody),
+        (status = 404, description = "Forward-auth is off: the server was started without --org and --forward-auth-headers", body = ErrorBody),
         (status = 503, description = "Storage unavailable: refuse", body = ErrorBody),
     )
 )]
@@ -292,7 +295,8 @@ pub async fn forward_auth(
         return Ok(forward_auth_off());
     };
     let original = forward_auth.headers.original(&method, &uri, &headers).map_err(|Misconfigured(name)| {
-        ApiError::ServiceMisconfigured(format!(
+        tracing::warn!(header = name, "the proxy in front does not send its header set as configured");
+        ApiError::InvalidRequest(format!(
             "the proxy must send exactly one {name} header (see docs/deploy.md for its configuration)"
         ))
     })?;

@@ -82,10 +82,9 @@ pub enum ApiError {
     HeadersTooLarge,
     /// 500 `internal`.
     Internal(String),
-    /// 500 `misconfigured`: a proxy in front does not send what its
-    /// documented configuration sends, or the feature is off. The message
-    /// says what to change.
-    ServiceMisconfigured(String),
+    /// 404 `not_found`, with a message: a feature this server was not
+    /// started with.
+    NotEnabled(&'static str),
     /// 503 `unavailable`: storage does not answer. Callers that ask
     /// whether a request may proceed must treat it as "no".
     Unavailable(BackendError),
@@ -111,7 +110,7 @@ impl ApiError {
             ApiError::RateLimited(_) => (StatusCode::TOO_MANY_REQUESTS, "rate_limited"),
             ApiError::HeadersTooLarge => (StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE, "headers_too_large"),
             ApiError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
-            ApiError::ServiceMisconfigured(_) => (StatusCode::INTERNAL_SERVER_ERROR, "misconfigured"),
+            ApiError::NotEnabled(_) => (StatusCode::NOT_FOUND, "not_found"),
             ApiError::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
         }
     }
@@ -135,7 +134,7 @@ impl ApiError {
                 format!("the request headers exceed {} bytes", crate::guard::MAX_HEADER_BYTES)
             }
             ApiError::Internal(_) => "internal error".into(),
-            ApiError::ServiceMisconfigured(message) => message.clone(),
+            ApiError::NotEnabled(message) => (*message).to_owned(),
             ApiError::Unavailable(_) => "storage is unavailable; try again".into(),
         }
     }
@@ -161,7 +160,6 @@ impl IntoResponse for ApiError {
         let (status, code) = self.status_and_code();
         match &self {
             ApiError::Internal(cause) => tracing::error!(%cause, "internal error"),
-            ApiError::ServiceMisconfigured(what) => tracing::error!(%what, "misconfigured"),
             ApiError::Unavailable(cause) => tracing::error!(%cause, "storage unavailable"),
             _ => {}
         }

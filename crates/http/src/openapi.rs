@@ -103,7 +103,17 @@ fn add_forward_auth_prefix(document: &mut Document) {
         )
         .response("200", utoipa::openapi::ResponseBuilder::new().description("The original request may proceed"))
         .response("401", utoipa::openapi::ResponseBuilder::new().description("No usable token (X-Latchkey-Reason)"))
+        .response(
+            "400",
+            utoipa::openapi::ResponseBuilder::new()
+                .description("Not the configured header set (--forward-auth-headers envoy expects this route)"),
+        )
         .response("403", utoipa::openapi::ResponseBuilder::new().description("Refused (X-Latchkey-Reason)"))
+        .response(
+            "404",
+            utoipa::openapi::ResponseBuilder::new()
+                .description("Forward-auth is off (no --org and --forward-auth-headers)"),
+        )
         .response("503", utoipa::openapi::ResponseBuilder::new().description("Storage unavailable: refuse"))
         .build();
     document.paths.add_path_operation("/v3/forward-auth/{path}", FORWARDED_METHODS.to_vec(), operation);

@@ -104,8 +104,9 @@ impl Route {
     /// [`Unmappable::UnknownRequest`] for anything else.
     pub fn of(method: &str, segments: &[String]) -> Result<Self, Unmappable> {
         let parts: Vec<&str> = segments.iter().map(String::as_str).collect();
-        let get = method.eq_ignore_ascii_case("GET");
-        let post = method.eq_ignore_ascii_case("POST");
+        // Methods are case-sensitive: `get` is not GET to a router.
+        let get = method == "GET";
+        let post = method == "POST";
         let route = |api, connection: &str, source| Route { api, connection: connection.to_owned(), source, post };
         Ok(match parts.as_slice() {
             ["v3", "sql", connection, "query"] if get || post => {

@@ -87,6 +87,9 @@ pub enum Ambiguity {
     /// A client-sent `X-Latchkey-…` header (in any spelling): the data API
     /// could take it for latchkey's word about who is asking.
     IdentityHeader,
+    /// `X-HTTP-Method-Override` and its kin, or a `_method` parameter:
+    /// some frameworks route the request as another method.
+    MethodOverride,
 }
 
 impl fmt::Display for Ambiguity {
@@ -118,6 +121,7 @@ impl fmt::Display for Ambiguity {
             Ambiguity::TwoTokens => f.write_str("the request carries a token in Authorization and in access_token"),
             Ambiguity::Fragment => f.write_str("the request target has a #"),
             Ambiguity::IdentityHeader => f.write_str("the request carries an X-Latchkey header of its own"),
+            Ambiguity::MethodOverride => f.write_str("the request asks to be routed as another method"),
         }
     }
 }
@@ -144,6 +148,9 @@ pub struct DecidingHeaders<'a> {
     pub referer: Vec<&'a str>,
     /// `Origin`.
     pub origin: Vec<&'a str>,
+    /// Whether a method-override header (`X-HTTP-Method-Override`,
+    /// `X-HTTP-Method`, `X-Method-Override`) is present.
+    pub method_override: bool,
 }
 
 /// A request's method, target and headers, read; the body comes later (a
@@ -364,7 +371,7 @@ fn body_format(content_type: &str) -> Result<BodyFormat, Ambiguity> {
 
 /// Methods that carry a body.
 fn has_body(method: &str) -> bool {
-    ["POST", "PUT", "PATCH"].iter().any(|m| m.eq_ignore_ascii_case(method))
+    matches!(method, "POST" | "PUT" | "PATCH")
 }
 
 impl RequestHead {
@@ -393,6 +400,9 @@ impl RequestHead {
             None => Vec::new(),
         };
         check_parameters(query.iter().map(|(name, _)| name.as_str()))?;
+        if headers.method_override || query.iter().any(|(name, _)| name.eq_ignore_ascii_case("_method")) {
+            return Err(Ambiguity::MethodOverride);
+        }
         if body == BodyPresence::Present && !has_body(method) {
             return Err(Ambiguity::BodyOnBodylessMethod);
         }
@@ -484,6 +494,9 @@ impl RequestHead {
         };
         // Each sensitive parameter once in URL and body together.
         check_parameters(self.query.iter().chain(&body_parameters).map(|(name, _)| name.as_str()))?;
+        if body_parameters.iter().any(|(name, _)| name.eq_ignore_ascii_case("_method")) {
+            return Err(Ambiguity::MethodOverride);
+        }
         let token = match self.token()? {
             Some(_) if body_parameters.iter().any(|(name, _)| name == "access_token") => {
                 return Err(Ambiguity::TwoTokens);

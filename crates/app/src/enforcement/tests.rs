@@ -33,6 +33,7 @@ fn read(case: &Case) -> Result<CanonicalRequest, Ambiguity> {
         content_type: case.content_type.clone(),
         referer: case.referer.clone(),
         origin: vec![],
+        method_override: false,
     };
     let presence = match case.body {
         Some(body) if !body.is_empty() => BodyPresence::Present,
@@ -136,6 +137,8 @@ fn every_ambiguity_is_refused() {
         (get("http://evil.example/v3/lds/x"), NotAPath),
         (get("/v3/lds/x#/../../sql/bq/query?q=x"), Fragment),
         (get("/v3/maps/dw/table?name=p.d.t#x"), Fragment),
+        (get("/v3/maps/dw/table?name=p.d.t&_method=DELETE"), MethodOverride),
+        (post("/v3/maps/dw/table", form, b"name=p.d.t&_method=GET"), MethodOverride),
         // Parameters read twice, or spelt like one.
         (get("/v3/maps/dw/table?name=p.d.t&name=p.d.secret"), RepeatedParameter("name")),
         (get("/v3/maps/dw/table?name=p.d.t&NAME=p.d.secret"), LookalikeParameter("name")),
@@ -203,6 +206,8 @@ fn unknown_shapes_and_missing_parameters() {
         ("GET", "/"),
         ("GET", "/v3/lds"),
         ("GET", "/V3/SQL/dw/query?q=x"),
+        ("get", "/v3/sql/dw/query?q=x"),
+        ("Post", "/v3/sql/dw/query?q=x"),
         ("GET", "/v3/maps/dw/table/extra?name=x"),
     ] {
         let mut case = get(target);
