@@ -9,6 +9,7 @@
 mod authenticate;
 mod authorize;
 mod cache;
+mod catalog;
 mod enforcement;
 mod error;
 mod random;
@@ -20,6 +21,7 @@ mod users;
 pub use authenticate::{CredentialRouter, UserKeyAuthenticator};
 pub use authorize::{Admitted, Authorizer, Decision};
 pub use cache::{CacheSettings, TokenCache};
+pub use catalog::{ConnectionService, Readiness};
 pub use enforcement::mapping::{MappedRequest, MappedSource, Route, Unmappable};
 pub use enforcement::request::{
     Ambiguity, BodyFormat, BodyPresence, BodyView, CanonicalRequest, DecidingHeaders, RequestHead,

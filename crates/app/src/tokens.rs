@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use latchkey_domain::validation::{self, ExpirationInput, FieldIssue, GrantDraft, TokenDraft};
+use latchkey_domain::validation::{self, ExpirationInput, FieldIssue, GrantDraft, TokenDraft, UpdateDraft};
 use latchkey_domain::{Principal, Token, TokenId, TokenName, TokenValue};
 use latchkey_ports::{
     Clock, ConnectionCatalog, Cursor, DeleteError, GetError, InsertError, TokenRepository, UpdateError,
@@ -80,6 +80,19 @@ pub struct TokenPatch {
     pub unknown_fields: Vec<String>,
 }
 
+impl TokenPatch {
+    /// The fields the patch replaces; the others stay as they are, typed.
+    fn update_draft(self) -> UpdateDraft {
+        UpdateDraft {
+            name: self.name,
+            allowed_apis: self.allowed_apis,
+            grants: self.grants,
+            referers: self.referers,
+            unknown_fields: self.unknown_fields,
+        }
+    }
+}
+
 /// The token use cases.
 pub struct TokenService {
     tokens: Arc<dyn TokenRepository>,
@@ -152,8 +165,7 @@ impl TokenService {
             // The store counts and inserts in one step: creates racing at
             // the limit cannot overshoot it.
             let inserted = match self.max_tokens_per_owner {
-                Some(limit) => self.tokens.insert_capped(&token, limit).await,
-                None => self.tokens.insert(&token).await,
+                limit => self.tokens.insert(&token, limit).await,
             };
             match inserted {
                 Ok(()) => {
@@ -233,13 +245,13 @@ impl TokenService {
             return Err(TokenError::ExpirationImmutable);
         }
         let connections = self.catalog.connections(&owner.org).await?;
+        let update = patch.update_draft();
         for _ in 0..ATTEMPTS {
             let current = self.find_owned(owner, reference).await?;
             // The request is checked before the precondition: a client
             // whose change is invalid learns that first, whatever version
             // it read.
-            let draft = merge(&current, &patch);
-            let valid = validation::validate(&draft, ExpirationInput::Kept(current.policy.expiration()), &connections)
+            let valid = validation::validate_update(&current.name, &current.policy, &update, &connections)
                 .map_err(TokenError::Invalid)?;
             if if_match.is_some_and(|expected| expected != current.version) {
                 return Err(TokenError::PreconditionFailed);
@@ -295,35 +307,5 @@ impl TokenService {
             Err(DeleteError::Conflict) => Err(TokenError::PreconditionFailed),
             Err(DeleteError::Backend(e)) => Err(e.into()),
         }
-    }
-}
-
-/// The draft of `current` with `patch` applied.
-fn merge(current: &Token, patch: &TokenPatch) -> TokenDraft {
-    let policy = &current.policy;
-    TokenDraft {
-        name: match &patch.name {
-            None => Some(current.name.as_str().to_owned()),
-            Some(name) => name.clone(),
-        },
-        allowed_apis: patch
-            .allowed_apis
-            .clone()
-            .unwrap_or_else(|| policy.apis().iter().map(|api| api.as_str().to_owned()).collect()),
-        grants: patch.grants.clone().unwrap_or_else(|| {
-            policy
-                .grants()
-                .iter()
-                .map(|g| GrantDraft {
-                    connection_name: g.connection().to_string(),
-                    source: g.source().text().to_owned(),
-                })
-                .collect()
-        }),
-        referers: patch
-            .referers
-            .clone()
-            .unwrap_or_else(|| policy.referers().iter().map(|r| r.text().to_owned()).collect()),
-        unknown_fields: patch.unknown_fields.clone(),
     }
 }

@@ -78,7 +78,7 @@ async fn stored_token(owner: &Principal, new: NewToken) -> (Token, TokenValue) {
     let inserted = Arc::new(Mutex::new(None));
     let mut repo = MockTokenRepository::new();
     let sink = inserted.clone();
-    repo.expect_insert().times(1).returning(move |token| {
+    repo.expect_insert().times(1).returning(move |token, _| {
         *sink.lock().unwrap() = Some(token.clone());
         Ok(())
     });
@@ -115,14 +115,14 @@ async fn invalid_tokens_never_reach_the_store() {
 #[tokio::test]
 async fn a_taken_name_is_reported_but_a_generated_one_is_retried() {
     let mut repo = MockTokenRepository::new();
-    repo.expect_insert().times(1).returning(|_| Err(InsertError::NameTaken));
+    repo.expect_insert().times(1).returning(|_, _| Err(InsertError::NameTaken));
     let mut named = maps_token();
     named.draft.name = Some("prod".into());
     assert!(matches!(service(repo).create(&alice(), named).await, Err(TokenError::NameTaken)));
 
     let mut repo = MockTokenRepository::new();
     let mut calls = 0;
-    repo.expect_insert().times(3).returning(move |_| {
+    repo.expect_insert().times(3).returning(move |_, _| {
         calls += 1;
         match calls {
             1 => Err(InsertError::NameTaken),
@@ -137,8 +137,7 @@ async fn a_taken_name_is_reported_but_a_generated_one_is_retried() {
 async fn the_token_limit_applies_per_owner() {
     let mut repo = MockTokenRepository::new();
     // The limit goes to the store, which counts and inserts in one step.
-    repo.expect_insert().never();
-    repo.expect_insert_capped().withf(|_, limit| *limit == 3).times(1).returning(|_, _| Err(InsertError::LimitReached));
+    repo.expect_insert().withf(|_, limit| *limit == Some(3)).times(1).returning(|_, _| Err(InsertError::LimitReached));
     let service = service(repo).with_max_tokens_per_owner(Some(3));
     assert!(matches!(service.create(&alice(), maps_token()).await, Err(TokenError::TooManyTokens { limit: 3 })));
 }

@@ -3,7 +3,7 @@
 
 use std::collections::HashSet;
 
-use latchkey_domain::{Provider, SealedSecret, Token, TokenName, TokenValue, UserKey};
+use latchkey_domain::{Connection, ConnectionName, Provider, SealedSecret, Token, TokenName, TokenValue, UserKey};
 use latchkey_ports::{CreateConnectionError, CreateUserError, Cursor, DeleteError, GetError, InsertError, UpdateError};
 use rand::rngs::SysRng;
 
@@ -40,7 +40,7 @@ fn full_token() -> Token {
 
 pub async fn round_trip_preserves_every_field(stores: &Stores) {
     let token = full_token();
-    stores.tokens.insert(&token).await.unwrap();
+    stores.tokens.insert(&token, None).await.unwrap();
     assert_eq!(stores.tokens.get(&token.id, &token.owner).await.unwrap(), token, "get");
     assert_eq!(stores.tokens.find_by_secret_hash(&token.secret_hash).await.unwrap(), Some(token.clone()), "by hash");
     let page = stores.tokens.list(&token.owner, None, 10).await.unwrap();
@@ -50,7 +50,7 @@ pub async fn round_trip_preserves_every_field(stores: &Stores) {
 
 pub async fn update_replaces_what_it_may_and_keeps_the_rest(stores: &Stores) {
     let original = full_token();
-    stores.tokens.insert(&original).await.unwrap();
+    stores.tokens.insert(&original, None).await.unwrap();
     let mut changed = original.clone();
     changed.name = TokenName::new("renamed").unwrap();
     // The new policy also tries to drop the expiration: the store keeps it.
@@ -84,13 +84,13 @@ pub async fn names_are_unique_per_owner(stores: &Stores) {
     let ana = principal("acme", "ana");
     let bob = principal("acme", "bob");
     let first = token(&ana, "prod", at(0));
-    stores.tokens.insert(&first).await.unwrap();
+    stores.tokens.insert(&first, None).await.unwrap();
     let again = token(&ana, "prod", at(1));
-    assert!(matches!(stores.tokens.insert(&again).await, Err(InsertError::NameTaken)));
-    stores.tokens.insert(&token(&bob, "prod", at(1))).await.unwrap();
+    assert!(matches!(stores.tokens.insert(&again, None).await, Err(InsertError::NameTaken)));
+    stores.tokens.insert(&token(&bob, "prod", at(1)), None).await.unwrap();
 
     let second = token(&ana, "staging", at(2));
-    stores.tokens.insert(&second).await.unwrap();
+    stores.tokens.insert(&second, None).await.unwrap();
     let renamed = Token { name: TokenName::new("prod").unwrap(), version: 2, ..second.clone() };
     assert!(matches!(stores.tokens.update(&renamed, 1).await, Err(UpdateError::NameTaken)));
     assert_eq!(stores.tokens.get(&second.id, &second.owner).await.unwrap(), second, "a refused update changes nothing");
@@ -102,9 +102,9 @@ pub async fn names_are_unique_per_owner(stores: &Stores) {
     // A deleted token's name is free again, and names are exact: case and
     // accents make other names.
     stores.tokens.delete(&first.id, None).await.unwrap();
-    stores.tokens.insert(&token(&ana, "prod", at(4))).await.unwrap();
-    stores.tokens.insert(&token(&ana, "Prod", at(5))).await.unwrap();
-    stores.tokens.insert(&token(&ana, "pród", at(6))).await.unwrap();
+    stores.tokens.insert(&token(&ana, "prod", at(4)), None).await.unwrap();
+    stores.tokens.insert(&token(&ana, "Prod", at(5)), None).await.unwrap();
+    stores.tokens.insert(&token(&ana, "pród", at(6)), None).await.unwrap();
 }
 
 pub async fn concurrent_inserts_of_one_name_let_exactly_one_win(stores: &Stores) {
@@ -113,7 +113,7 @@ pub async fn concurrent_inserts_of_one_name_let_exactly_one_win(stores: &Stores)
     for i in 0..16 {
         let tokens = stores.tokens.clone();
         let candidate = token(&owner, "contested", at(i));
-        tasks.push(tokio::spawn(async move { tokens.insert(&candidate).await }));
+        tasks.push(tokio::spawn(async move { tokens.insert(&candidate, None).await }));
     }
     let mut won = 0;
     for task in tasks {
@@ -129,13 +129,13 @@ pub async fn concurrent_inserts_of_one_name_let_exactly_one_win(stores: &Stores)
 
 pub async fn capped_inserts_never_overshoot_the_limit(stores: &Stores) {
     let (ana, bob) = (principal("acme", "ana"), principal("acme", "bob"));
-    stores.tokens.insert(&token(&ana, "old", at(0))).await.unwrap();
+    stores.tokens.insert(&token(&ana, "old", at(0)), None).await.unwrap();
     // Twenty creates race for the four places left under a limit of five.
     let mut tasks = Vec::new();
     for i in 1..=20 {
         let tokens = stores.tokens.clone();
         let candidate = token(&ana, &format!("racer {i}"), at(i));
-        tasks.push(tokio::spawn(async move { tokens.insert_capped(&candidate, 5).await }));
+        tasks.push(tokio::spawn(async move { tokens.insert(&candidate, Some(5)).await }));
     }
     let mut won = 0;
     for task in tasks {
@@ -148,22 +148,22 @@ pub async fn capped_inserts_never_overshoot_the_limit(stores: &Stores) {
     assert_eq!(won, 4);
     assert_eq!(page_through(stores, &ana, 100).await.len(), 5);
     // The limit is per owner; a delete frees a place.
-    stores.tokens.insert_capped(&token(&bob, "mine", at(30)), 5).await.unwrap();
+    stores.tokens.insert(&token(&bob, "mine", at(30)), Some(5)).await.unwrap();
     let page = stores.tokens.list(&ana, None, 10).await.unwrap();
     stores.tokens.delete(&page.tokens[0].id, None).await.unwrap();
-    stores.tokens.insert_capped(&token(&ana, "after a delete", at(31)), 5).await.unwrap();
+    stores.tokens.insert(&token(&ana, "after a delete", at(31)), Some(5)).await.unwrap();
     assert!(matches!(
-        stores.tokens.insert_capped(&token(&ana, "one too many", at(32)), 5).await,
+        stores.tokens.insert(&token(&ana, "one too many", at(32)), Some(5)).await,
         Err(InsertError::LimitReached)
     ));
     // A capped insert still refuses a taken name below the limit.
-    assert!(matches!(stores.tokens.insert_capped(&token(&bob, "mine", at(33)), 5).await, Err(InsertError::NameTaken)));
+    assert!(matches!(stores.tokens.insert(&token(&bob, "mine", at(33)), Some(5)).await, Err(InsertError::NameTaken)));
 }
 
 pub async fn concurrent_updates_of_one_version_let_exactly_one_win(stores: &Stores) {
     let owner = principal("acme", "ana");
     let original = token(&owner, "shared", at(0));
-    stores.tokens.insert(&original).await.unwrap();
+    stores.tokens.insert(&original, None).await.unwrap();
     let mut tasks = Vec::new();
     for i in 0..16 {
         let tokens = stores.tokens.clone();
@@ -186,12 +186,12 @@ pub async fn concurrent_updates_of_one_version_let_exactly_one_win(stores: &Stor
 pub async fn duplicate_ids_and_secrets_are_refused(stores: &Stores) {
     let owner = principal("acme", "ana");
     let original = token(&owner, "one", at(0));
-    stores.tokens.insert(&original).await.unwrap();
+    stores.tokens.insert(&original, None).await.unwrap();
     let same_id = Token { name: TokenName::new("two").unwrap(), ..token(&owner, "two", at(1)) };
     let same_id = Token { id: original.id.clone(), ..same_id };
-    assert!(matches!(stores.tokens.insert(&same_id).await, Err(InsertError::Duplicate)));
+    assert!(matches!(stores.tokens.insert(&same_id, None).await, Err(InsertError::Duplicate)));
     let same_hash = Token { secret_hash: original.secret_hash, ..token(&owner, "three", at(1)) };
-    assert!(matches!(stores.tokens.insert(&same_hash).await, Err(InsertError::Duplicate)));
+    assert!(matches!(stores.tokens.insert(&same_hash, None).await, Err(InsertError::Duplicate)));
     assert_eq!(page_through(stores, &owner, 100).await.len(), 1);
 }
 
@@ -199,7 +199,7 @@ pub async fn lookup_by_secret_hash(stores: &Stores) {
     let owner = principal("acme", "ana");
     let tokens: Vec<Token> = (0..5).map(|i| token(&owner, &format!("t{i}"), at(i))).collect();
     for t in &tokens {
-        stores.tokens.insert(t).await.unwrap();
+        stores.tokens.insert(t, None).await.unwrap();
     }
     for t in &tokens {
         assert_eq!(stores.tokens.find_by_secret_hash(&t.secret_hash).await.unwrap().as_ref(), Some(t));
@@ -242,7 +242,7 @@ pub async fn list_pages_newest_first_without_gaps_or_duplicates(stores: &Stores)
     for i in 0..23 {
         // Groups of three share a creation time: the id breaks the tie.
         let t = token(&owner, &format!("t{i:02}"), at(i / 3));
-        stores.tokens.insert(&t).await.unwrap();
+        stores.tokens.insert(&t, None).await.unwrap();
         expected.push(t);
     }
     newest_first(&mut expected);
@@ -258,7 +258,7 @@ pub async fn list_is_stable_while_tokens_are_inserted(stores: &Stores) {
     let mut expected = Vec::new();
     for i in 0..30 {
         let t = token(&owner, &format!("old {i}"), at(i));
-        stores.tokens.insert(&t).await.unwrap();
+        stores.tokens.insert(&t, None).await.unwrap();
         expected.push(t);
     }
     newest_first(&mut expected);
@@ -271,7 +271,7 @@ pub async fn list_is_stable_while_tokens_are_inserted(stores: &Stores) {
     let writer_owner = owner.clone();
     let writer = tokio::spawn(async move {
         for i in 0..40 {
-            tokens.insert(&token(&writer_owner, &format!("new {i}"), at(1_000 + i))).await.unwrap();
+            tokens.insert(&token(&writer_owner, &format!("new {i}"), at(1_000 + i)), None).await.unwrap();
             tokio::task::yield_now().await;
         }
     });
@@ -289,10 +289,10 @@ pub async fn owners_never_see_each_others_tokens(stores: &Stores) {
     let ana = principal("acme", "ana");
     let bob = principal("acme", "bob");
     for i in 0..4 {
-        stores.tokens.insert(&token(&ana, &format!("a{i}"), at(i))).await.unwrap();
+        stores.tokens.insert(&token(&ana, &format!("a{i}"), at(i)), None).await.unwrap();
     }
     for i in 0..2 {
-        stores.tokens.insert(&token(&bob, &format!("b{i}"), at(i))).await.unwrap();
+        stores.tokens.insert(&token(&bob, &format!("b{i}"), at(i)), None).await.unwrap();
     }
     let bobs = stores.tokens.list(&bob, None, 100).await.unwrap();
     assert_eq!(bobs.tokens.len(), 2);
@@ -316,8 +316,8 @@ pub async fn deleted_tokens_are_gone_everywhere(stores: &Stores) {
     let owner = principal("acme", "ana");
     let kept = token(&owner, "kept", at(0));
     let doomed = token(&owner, "doomed", at(1));
-    stores.tokens.insert(&kept).await.unwrap();
-    stores.tokens.insert(&doomed).await.unwrap();
+    stores.tokens.insert(&kept, None).await.unwrap();
+    stores.tokens.insert(&doomed, None).await.unwrap();
 
     assert!(matches!(stores.tokens.delete(&doomed.id, Some(7)).await, Err(DeleteError::Conflict)));
     assert_eq!(stores.tokens.get(&doomed.id, &doomed.owner).await.unwrap(), doomed, "a refused delete changes nothing");
@@ -336,8 +336,8 @@ pub async fn last_use_only_moves_forward_and_is_not_a_change(stores: &Stores) {
     let owner = principal("acme", "ana");
     let used = token(&owner, "used", at(0));
     let idle = token(&owner, "idle", at(0));
-    stores.tokens.insert(&used).await.unwrap();
-    stores.tokens.insert(&idle).await.unwrap();
+    stores.tokens.insert(&used, None).await.unwrap();
+    stores.tokens.insert(&idle, None).await.unwrap();
     let ghost = token(&owner, "never stored", at(0));
 
     stores.tokens.record_last_use(&[(used.id.clone(), at(10)), (ghost.id.clone(), at(10))]).await.unwrap();
@@ -385,11 +385,13 @@ pub async fn connections_belong_to_existing_orgs(stores: &Stores) {
 pub async fn users_and_their_keys(stores: &Stores) {
     assert!(!stores.users.has_users().await.unwrap());
     let ana = principal("acme", "ana@example.com");
-    assert!(!stores.users.org_exists(&ana.org).await.unwrap());
+    // The first user of an org makes the org: connections can be made in it.
+    let dw = Connection { name: ConnectionName::new("dw").unwrap(), provider: Provider::CartoDw };
+    assert!(matches!(stores.catalog.create_connection(&ana.org, &dw).await, Err(CreateConnectionError::UnknownOrg)));
     let key = UserKey::generate(&mut SysRng).unwrap();
     stores.users.create_user(&ana, &key.hash()).await.unwrap();
     assert!(stores.users.has_users().await.unwrap());
-    assert!(stores.users.org_exists(&ana.org).await.unwrap());
+    stores.catalog.create_connection(&ana.org, &dw).await.unwrap();
     assert_eq!(stores.users.find_by_key_hash(&key.hash()).await.unwrap(), Some(ana.clone()));
     let other = UserKey::generate(&mut SysRng).unwrap();
     assert_eq!(stores.users.find_by_key_hash(&other.hash()).await.unwrap(), None);
@@ -414,8 +416,8 @@ pub async fn the_org_boundary(stores: &Stores) {
 
     let at_acme = token(&acme_ana, "prod", at(0));
     let at_globex = token(&globex_ana, "prod", at(0));
-    stores.tokens.insert(&at_acme).await.unwrap();
-    stores.tokens.insert(&at_globex).await.unwrap();
+    stores.tokens.insert(&at_acme, None).await.unwrap();
+    stores.tokens.insert(&at_globex, None).await.unwrap();
     assert_eq!(stores.tokens.list(&acme_ana, None, 10).await.unwrap().tokens, vec![at_acme]);
     assert_eq!(stores.tokens.list(&globex_ana, None, 10).await.unwrap().tokens, vec![at_globex]);
 }

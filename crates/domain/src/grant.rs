@@ -43,6 +43,21 @@ impl Grant {
         Ok(Self { connection, provider, source })
     }
 
+    /// Rebuilds a stored grant, with whether its query parsed when it was
+    /// made (see [`Source::restore`]).
+    ///
+    /// # Errors
+    /// [`SourceError`] when the stored source no longer holds V6.
+    pub fn restore(
+        connection: ConnectionName,
+        provider: Provider,
+        source: &str,
+        parsed: bool,
+    ) -> Result<Self, SourceError> {
+        let source = Source::restore(source, provider, parsed)?;
+        Ok(Self { connection, provider, source })
+    }
+
     /// The connection the source is reached through.
     #[must_use]
     pub fn connection(&self) -> &ConnectionName {

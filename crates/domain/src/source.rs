@@ -373,6 +373,21 @@ impl Source {
     /// [`SourceError::MultipleStatements`] and [`SourceError::Query`] when
     /// it cannot be compared with certainty.
     pub fn new(raw: &str, provider: Provider) -> Result<Self, SourceError> {
+        Self::bind(raw, provider, |text| dialect_parses(text, provider))
+    }
+
+    /// Rebuilds a source that was made with [`Source::new`] and stored,
+    /// with what sqlparser said of it then (`parsed`): the query is read
+    /// into its key again, but not parsed again, since only a warning
+    /// depends on the parse.
+    ///
+    /// # Errors
+    /// As [`Source::new`]: a stored source is checked again.
+    pub fn restore(raw: &str, provider: Provider, parsed: bool) -> Result<Self, SourceError> {
+        Self::bind(raw, provider, |_| parsed)
+    }
+
+    fn bind(raw: &str, provider: Provider, parses: impl FnOnce(&str) -> bool) -> Result<Self, SourceError> {
         let (text, shape) = classify(raw)?;
         let matcher = match shape {
             Shape::Pattern { whole_backticked: true, .. } | Shape::Table { whole_backticked: true, .. }
@@ -396,7 +411,7 @@ impl Source {
                 if lexed.several_statements {
                     return Err(SourceError::MultipleStatements);
                 }
-                Matcher::Query { key: lexed.key, parsed: dialect_parses(text, provider) }
+                Matcher::Query { key: lexed.key, parsed: parses(text) }
             }
         };
         Ok(Self { text: text.to_owned(), matcher })

@@ -332,9 +332,83 @@ pub fn validate(
     expiration: ExpirationInput<'_>,
     connections: &[Connection],
 ) -> Result<ValidToken, Vec<FieldIssue>> {
+    let parts = Parts {
+        name: draft.name.as_deref(),
+        apis: Part::Given(&draft.allowed_apis),
+        grants: Part::Given(&draft.grants),
+        referers: Part::Given(&draft.referers),
+        unknown_fields: &draft.unknown_fields,
+    };
+    validate_parts(&parts, expiration, connections)
+}
+
+/// The fields an update replaces (SPEC §7: each replaces the whole field).
+/// A field left out keeps the token's own value, as it is: typed, already
+/// valid, never turned back into text to be read again.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct UpdateDraft {
+    /// `Some(None)` resets the name to the generated `tk_…` one.
+    pub name: Option<Option<String>>,
+    /// New allowed APIs.
+    pub allowed_apis: Option<Vec<String>>,
+    /// New grants.
+    pub grants: Option<Vec<GrantDraft>>,
+    /// New referers.
+    pub referers: Option<Vec<String>>,
+    /// Fields of the request that are not fields of a token (V10).
+    pub unknown_fields: Vec<String>,
+}
+
+/// Validates an update of a token named `name` with `policy`: the fields
+/// the update names are checked as on create, the others are kept, and the
+/// rules that relate fields (V3, V4) are checked on the result. The
+/// expiration is the token's own (V9).
+///
+/// # Errors
+/// Every violation found, in field order.
+pub fn validate_update(
+    name: &TokenName,
+    policy: &Policy,
+    update: &UpdateDraft,
+    connections: &[Connection],
+) -> Result<ValidToken, Vec<FieldIssue>> {
+    let parts = Parts {
+        name: match &update.name {
+            None => Some(name.as_str()),
+            Some(name) => name.as_deref(),
+        },
+        apis: update.allowed_apis.as_deref().map_or(Part::Kept(policy.apis()), Part::Given),
+        grants: update.grants.as_deref().map_or(Part::Kept(policy.grants()), Part::Given),
+        referers: update.referers.as_deref().map_or(Part::Kept(policy.referers()), Part::Given),
+        unknown_fields: &update.unknown_fields,
+    };
+    validate_parts(&parts, ExpirationInput::Kept(policy.expiration()), connections)
+}
+
+/// A field of a draft: as the client sent it, or kept from the token.
+#[derive(Clone, Copy)]
+enum Part<'a, Raw: ?Sized, Typed> {
+    Given(&'a Raw),
+    Kept(Typed),
+}
+
+/// What [`validate_parts`] checks.
+struct Parts<'a> {
+    name: Option<&'a str>,
+    apis: Part<'a, [String], AllowedApis>,
+    grants: Part<'a, [GrantDraft], &'a [Grant]>,
+    referers: Part<'a, [String], &'a [RefererPattern]>,
+    unknown_fields: &'a [String],
+}
+
+fn validate_parts(
+    draft: &Parts<'_>,
+    expiration: ExpirationInput<'_>,
+    connections: &[Connection],
+) -> Result<ValidToken, Vec<FieldIssue>> {
     let mut issues = Vec::new();
 
-    let name = match draft.name.as_deref().map(TokenName::new) {
+    let name = match draft.name.map(TokenName::new) {
         None => None,
         Some(Ok(name)) => Some(name),
         Some(Err(error)) => {
@@ -343,45 +417,38 @@ pub fn validate(
         }
     };
 
-    let apis = check_apis(&draft.allowed_apis, &mut issues);
+    let apis = match draft.apis {
+        Part::Given(raw) => check_apis(raw, &mut issues),
+        Part::Kept(apis) => Some(apis),
+    };
 
-    // Identical grants fold before counting, so that a client resending a
-    // list with repeats is not refused for their number.
-    let (unique_grants, grant_index) =
-        fold_duplicates(draft.grants.iter().map(|g| (g.connection_name.as_str(), g.source.trim())).collect());
-    if unique_grants.len() > MAX_GRANTS {
-        issues.push(FieldIssue::new(
-            "grants",
-            IssueCode::TooManyGrants,
-            format!("{} grants; at most {MAX_GRANTS} are allowed", unique_grants.len()),
-        ));
-    }
-    let grants: Vec<Option<Grant>> =
-        grant_index.iter().map(|&i| check_grant(i, &draft.grants[i], connections, &mut issues)).collect();
-
-    let (unique_referers, referer_index) = fold_duplicates(draft.referers.iter().map(|r| r.trim()).collect());
-    if unique_referers.len() > MAX_REFERERS {
-        issues.push(FieldIssue::new(
-            "referers",
-            IssueCode::TooManyReferers,
-            format!("{} referers; at most {MAX_REFERERS} are allowed", unique_referers.len()),
-        ));
-    }
-    let mut referers = Vec::with_capacity(unique_referers.len());
-    for (raw, index) in unique_referers.iter().zip(&referer_index) {
-        match RefererPattern::parse(raw) {
-            Ok(pattern) => referers.push(pattern),
-            Err(error) => issues.push(FieldIssue::new(
-                format!("referers[{index}]"),
-                IssueCode::RefererInvalid,
-                format!("{raw:?}: {error}"),
-            )),
+    let (grants, grant_index): (Vec<Option<Grant>>, Vec<usize>) = match draft.grants {
+        Part::Given(raw) => {
+            // Identical grants fold before counting, so that a client
+            // resending a list with repeats is not refused for their number.
+            let (unique_grants, grant_index) =
+                fold_duplicates(raw.iter().map(|g| (g.connection_name.as_str(), g.source.trim())).collect());
+            if unique_grants.len() > MAX_GRANTS {
+                issues.push(FieldIssue::new(
+                    "grants",
+                    IssueCode::TooManyGrants,
+                    format!("{} grants; at most {MAX_GRANTS} are allowed", unique_grants.len()),
+                ));
+            }
+            let grants = grant_index.iter().map(|&i| check_grant(i, &raw[i], connections, &mut issues)).collect();
+            (grants, grant_index)
         }
-    }
+        Part::Kept(grants) => (grants.iter().cloned().map(Some).collect(), (0..grants.len()).collect()),
+    };
+
+    let referers = match draft.referers {
+        Part::Given(raw) => check_referers(raw, &mut issues),
+        Part::Kept(referers) => referers.to_vec(),
+    };
 
     let expiration = check_expiration(expiration, &mut issues);
 
-    for field in &draft.unknown_fields {
+    for field in draft.unknown_fields {
         issues.push(FieldIssue::new(
             field.clone(),
             IssueCode::UnknownField,
@@ -407,7 +474,10 @@ pub fn validate(
                         )),
                         PolicyError::GrantUnused(unique) => {
                             let index = grant_index.get(unique).copied().unwrap_or(unique);
-                            let kind = draft.grants.get(index).and_then(|g| Source::classify(&g.source).ok());
+                            let kind = match draft.grants {
+                                Part::Given(raw) => raw.get(index).and_then(|g| Source::classify(&g.source).ok()),
+                                Part::Kept(grants) => grants.get(index).map(|g| g.source().kind()),
+                            };
                             let detail = kind.map_or(String::new(), |kind| {
                                 format!(" (a {} grant serves {})", kind.as_str(), served_apis(kind))
                             });
@@ -432,6 +502,30 @@ pub fn validate(
             Err(issues)
         }
     }
+}
+
+/// Checks referer patterns (V8), folding duplicates.
+fn check_referers(raw: &[String], issues: &mut Vec<FieldIssue>) -> Vec<RefererPattern> {
+    let (unique_referers, referer_index) = fold_duplicates(raw.iter().map(|r| r.trim()).collect());
+    if unique_referers.len() > MAX_REFERERS {
+        issues.push(FieldIssue::new(
+            "referers",
+            IssueCode::TooManyReferers,
+            format!("{} referers; at most {MAX_REFERERS} are allowed", unique_referers.len()),
+        ));
+    }
+    let mut referers = Vec::with_capacity(unique_referers.len());
+    for (raw, index) in unique_referers.iter().zip(&referer_index) {
+        match RefererPattern::parse(raw) {
+            Ok(pattern) => referers.push(pattern),
+            Err(error) => issues.push(FieldIssue::new(
+                format!("referers[{index}]"),
+                IssueCode::RefererInvalid,
+                format!("{raw:?}: {error}"),
+            )),
+        }
+    }
+    referers
 }
 
 /// Orders issues as the fields appear in a token: name, allowed APIs,

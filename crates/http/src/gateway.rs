@@ -25,9 +25,9 @@ use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 use latchkey_app::{
-    Ambiguity, BodyFormat, BodyPresence, BodyView, CanonicalRequest, Enforcer, RequestHead, Unmappable, Verdict,
+    Ambiguity, BodyFormat, BodyPresence, BodyView, CanonicalRequest, Enforcer, Readiness, RequestHead, Unmappable,
+    Verdict,
 };
-use latchkey_ports::StoreHealth;
 
 use crate::enforce::{add_identity, deciding_headers, is_identity_header, verdict_response};
 use crate::error::{ApiError, ErrorBody};
@@ -65,7 +65,7 @@ pub struct GatewaySettings {
 #[derive(Clone)]
 struct Gateway {
     enforcer: Arc<Enforcer>,
-    health: Arc<dyn StoreHealth>,
+    readiness: Arc<Readiness>,
     client: Client<HttpConnector, Body>,
     settings: Arc<GatewaySettings>,
 }
@@ -74,7 +74,7 @@ struct Gateway {
 /// every other request decided and forwarded, with the layers `serve` has
 /// (request ids, tracing without secrets, a timeout, panic catching, a
 /// header limit and rate limiting of failed tokens).
-pub fn app(enforcer: Arc<Enforcer>, health: Arc<dyn StoreHealth>, settings: GatewaySettings) -> Router {
+pub fn app(enforcer: Arc<Enforcer>, readiness: Arc<Readiness>, settings: GatewaySettings) -> Router {
     let mut connector = HttpConnector::new();
     connector.set_connect_timeout(Some(Duration::from_secs(5)));
     connector.set_nodelay(true);
@@ -86,7 +86,7 @@ pub fn app(enforcer: Arc<Enforcer>, health: Arc<dyn StoreHealth>, settings: Gate
         rate: settings.rate.clone(),
     };
     let limiter = Arc::new(FailureLimiter::new(&limits.rate));
-    let gateway = Gateway { enforcer, health, client, settings: Arc::new(settings) };
+    let gateway = Gateway { enforcer, readiness, client, settings: Arc::new(settings) };
     let router = Router::new()
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(readyz))
@@ -98,7 +98,7 @@ pub fn app(enforcer: Arc<Enforcer>, health: Arc<dyn StoreHealth>, settings: Gate
 }
 
 async fn readyz(State(gateway): State<Gateway>) -> Response {
-    match gateway.health.ping().await {
+    match gateway.readiness.check().await {
         Ok(()) => "ok".into_response(),
         Err(error) => ApiError::from(error).into_response(),
     }

@@ -23,8 +23,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
-use latchkey_app::{Authorizer, TokenService};
-use latchkey_ports::{Authenticator, ConnectionCatalog, StoreHealth};
+use latchkey_app::{Authorizer, ConnectionService, Readiness, TokenService};
+use latchkey_ports::Authenticator;
 
 pub use enforce::{ForwardAuth, HeaderSet};
 pub use error::{ApiError, Detail, ErrorBody};
@@ -41,9 +41,9 @@ pub struct Services {
     /// Management credentials.
     pub authenticator: Arc<dyn Authenticator>,
     /// Connections, for `GET /v3/connections`.
-    pub catalog: Arc<dyn ConnectionCatalog>,
+    pub connections: Arc<ConnectionService>,
     /// Readiness.
-    pub health: Arc<dyn StoreHealth>,
+    pub readiness: Arc<Readiness>,
     /// Limits the handlers enforce themselves (the body size).
     /// Shared, since the state is cloned for every request.
     pub limits: Arc<Limits>,

@@ -334,7 +334,7 @@ pub async fn connections(
     State(services): State<Services>,
     Caller(caller): Caller,
 ) -> Result<Json<ConnectionList>, ApiError> {
-    let connections = services.catalog.connections(&caller.org).await?;
+    let connections = services.connections.list(&caller).await?;
     Ok(Json(ConnectionList {
         data: connections
             .into_iter()
@@ -358,6 +358,6 @@ pub async fn healthz() -> Json<Status> {
     )
 )]
 pub async fn readyz(State(services): State<Services>) -> Result<Json<Status>, ApiError> {
-    services.health.ping().await?;
+    services.readiness.check().await?;
     Ok(Json(Status { status: "ok".into() }))
 }

@@ -9,10 +9,12 @@ use std::sync::Arc;
 use axum::body::Body;
 use axum::http::{Method, Request, StatusCode, header};
 use latchkey_app::{
-    Authorizer, CredentialRouter, Sealer, TokenCache, TokenService, UsageRecorder, UserKeyAuthenticator,
+    Authorizer, ConnectionService, CredentialRouter, Readiness, Sealer, TokenCache, TokenService, UsageRecorder,
+    UserKeyAuthenticator,
 };
+use latchkey_clock::SystemClock;
 use latchkey_http::{Limits, Services, app, openapi};
-use latchkey_memory::{MemoryStore, SystemClock};
+use latchkey_memory::MemoryStore;
 use serde_json::Value;
 use tower::ServiceExt;
 
@@ -35,8 +37,8 @@ fn services() -> Services {
         )),
         authorizer: Arc::new(Authorizer::new(store.clone(), cache, clock, usage)),
         authenticator: Arc::new(CredentialRouter::new(Arc::new(UserKeyAuthenticator::new(store.clone())), None)),
-        catalog: store.clone(),
-        health: store,
+        connections: Arc::new(ConnectionService::new(store.clone())),
+        readiness: Arc::new(Readiness::new(store)),
         limits: Arc::new(Limits::default()),
         forward_auth: None,
     }

@@ -11,7 +11,7 @@ use latchkey_app::{UserError, UserService};
 use latchkey_domain::{Connection, ConnectionName, OrgName, Principal, Provider, UserName};
 use latchkey_ports::{CreateConnectionError, CreateUserError};
 
-use crate::database::{DatabaseUrl, Stores};
+use crate::database::{DatabaseUrl, Storage};
 
 /// Issue, manage and enforce API access tokens for data APIs.
 #[derive(Debug, Parser)]
@@ -282,7 +282,7 @@ pub struct CreateConnectionArgs {
     pub database: DatabaseArgs,
 }
 
-async fn durable_stores(args: &DatabaseArgs) -> Result<Stores> {
+async fn durable_stores(args: &DatabaseArgs) -> Result<Storage> {
     if matches!(args.url, DatabaseUrl::Memory) {
         bail!("memory:// keeps nothing after this command ends; name a sqlite:// or postgres:// database");
     }

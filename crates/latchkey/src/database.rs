@@ -42,7 +42,7 @@ impl FromStr for DatabaseUrl {
 
 /// The store behind every port.
 #[derive(Clone)]
-pub struct Stores {
+pub struct Storage {
     pub tokens: Arc<dyn TokenRepository>,
     pub catalog: Arc<dyn ConnectionCatalog>,
     pub users: Arc<dyn UserDirectory>,
@@ -51,7 +51,7 @@ pub struct Stores {
     pub postgres: Option<PostgresStore>,
 }
 
-impl Stores {
+impl Storage {
     fn of<S>(store: Arc<S>) -> Self
     where
         S: TokenRepository + ConnectionCatalog + UserDirectory + StoreHealth + 'static,
@@ -62,14 +62,14 @@ impl Stores {
 
 impl DatabaseUrl {
     /// Opens the store, migrating its schema.
-    pub async fn open(&self, postgres_pool_size: u32) -> Result<Stores> {
+    pub async fn open(&self, postgres_pool_size: u32) -> Result<Storage> {
         Ok(match self {
-            DatabaseUrl::Sqlite(path) => Stores::of(Arc::new(SqliteStore::open(path).await?)),
+            DatabaseUrl::Sqlite(path) => Storage::of(Arc::new(SqliteStore::open(path).await?)),
             DatabaseUrl::Postgres(url) => {
                 let store = PostgresStore::connect(url, postgres_pool_size).await.context("opening PostgreSQL")?;
-                Stores { postgres: Some(store.clone()), ..Stores::of(Arc::new(store)) }
+                Storage { postgres: Some(store.clone()), ..Storage::of(Arc::new(store)) }
             }
-            DatabaseUrl::Memory => Stores::of(Arc::new(MemoryStore::new())),
+            DatabaseUrl::Memory => Storage::of(Arc::new(MemoryStore::new())),
         })
     }
 

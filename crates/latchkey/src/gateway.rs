@@ -9,9 +9,9 @@ use std::time::Duration;
 use anyhow::{Context, Result, bail};
 use axum::http::Uri;
 use latchkey_app::{Authorizer, Enforcer, UsageRecorder};
+use latchkey_clock::SystemClock;
 use latchkey_http::RateLimits;
 use latchkey_http::gateway::GatewaySettings;
-use latchkey_memory::SystemClock;
 
 use crate::cli::GatewayArgs;
 use crate::database::DatabaseUrl;
@@ -50,7 +50,8 @@ pub async fn run(args: GatewayArgs) -> Result<()> {
             trusted_proxies: args.network.trusted_proxies.clone(),
         },
     };
-    let app = latchkey_http::gateway::app(enforcer, stores.health.clone(), settings);
+    let readiness = Arc::new(latchkey_app::Readiness::new(stores.health.clone()));
+    let app = latchkey_http::gateway::app(enforcer, readiness, settings);
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .with_context(|| format!("cannot listen on {}", args.listen))?;

@@ -7,11 +7,12 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 use latchkey_app::{
-    Authorizer, BOOTSTRAP_CONNECTION, BOOTSTRAP_ORG, BOOTSTRAP_USER, CacheSettings, CredentialRouter, Enforcer, Sealer,
-    TokenCache, TokenService, UsageRecorder, UserKeyAuthenticator, UserService,
+    Authorizer, BOOTSTRAP_CONNECTION, BOOTSTRAP_ORG, BOOTSTRAP_USER, CacheSettings, ConnectionService,
+    CredentialRouter, Enforcer, Readiness, Sealer, TokenCache, TokenService, UsageRecorder, UserKeyAuthenticator,
+    UserService,
 };
+use latchkey_clock::SystemClock;
 use latchkey_http::{ForwardAuth, Limits, RateLimits, Services};
-use latchkey_memory::SystemClock;
 use latchkey_ports::Clock;
 
 use crate::cli::ServeArgs;
@@ -63,8 +64,8 @@ pub async fn run(args: ServeArgs) -> Result<()> {
         tokens: Arc::new(tokens),
         authorizer,
         authenticator: Arc::new(CredentialRouter::new(keys, identity_provider)),
-        catalog: stores.catalog.clone(),
-        health: stores.health.clone(),
+        connections: Arc::new(ConnectionService::new(stores.catalog.clone())),
+        readiness: Arc::new(Readiness::new(stores.health.clone())),
         limits: Arc::new(Limits {
             body_bytes: args.max_body_bytes,
             request_timeout: Duration::from_secs(args.request_timeout_seconds),

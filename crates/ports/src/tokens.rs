@@ -38,7 +38,7 @@ pub enum InsertError {
     #[error("a token with this id or secret already exists")]
     Duplicate,
     /// The owner already has as many tokens as the limit allows
-    /// ([`TokenRepository::insert_capped`] only).
+    /// (only when [`TokenRepository::insert`] is given a limit).
     #[error("the owner has reached the token limit")]
     LimitReached,
     /// See [`BackendError`].
@@ -99,24 +99,17 @@ pub enum DeleteError {
 #[cfg_attr(any(test, feature = "mocks"), mockall::automock)]
 #[async_trait]
 pub trait TokenRepository: Send + Sync {
-    /// Stores a new token. Every field is kept exactly, timestamps to the
-    /// microsecond.
+    /// Stores a new token, unless `limit` is given and its owner already
+    /// has that many. Every field is kept exactly, timestamps to the
+    /// microsecond. Counting and inserting are one atomic step with respect
+    /// to every other limited insert for the same owner, from any process
+    /// sharing the store: creates racing at the limit cannot overshoot it.
     ///
     /// # Errors
     /// [`InsertError::NameTaken`] when the owner has a token of that name;
-    /// [`InsertError::Duplicate`] when the id or secret hash exists.
-    async fn insert(&self, token: &Token) -> Result<(), InsertError>;
-
-    /// Inserts a token as [`insert`](Self::insert) does, unless its owner
-    /// already has `limit` tokens. Counting and inserting are one atomic
-    /// step with respect to every other capped insert for the same owner,
-    /// from any process sharing the store: creates racing at the limit
-    /// cannot overshoot it.
-    ///
-    /// # Errors
-    /// [`InsertError::LimitReached`] at the limit, otherwise as
-    /// [`insert`](Self::insert).
-    async fn insert_capped(&self, token: &Token, limit: u64) -> Result<(), InsertError>;
+    /// [`InsertError::Duplicate`] when the id or secret hash exists;
+    /// [`InsertError::LimitReached`] at the limit.
+    async fn insert(&self, token: &Token, limit: Option<u64>) -> Result<(), InsertError>;
 
     /// The token with this id, if `owner` owns it. Id and owner are looked
     /// up in one step, so that another owner's token costs what a missing

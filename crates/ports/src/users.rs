@@ -1,7 +1,7 @@
 //! Users, their keys, and turning a bearer credential into a principal.
 
 use async_trait::async_trait;
-use latchkey_domain::{OrgName, Principal, SecretHash};
+use latchkey_domain::{Principal, SecretHash};
 
 use crate::BackendError;
 
@@ -39,12 +39,6 @@ pub trait UserDirectory: Send + Sync {
     /// # Errors
     /// [`BackendError`] when the directory cannot be read.
     async fn has_users(&self) -> Result<bool, BackendError>;
-
-    /// Whether the org exists.
-    ///
-    /// # Errors
-    /// [`BackendError`] when the directory cannot be read.
-    async fn org_exists(&self, org: &OrgName) -> Result<bool, BackendError>;
 }
 
 /// Why a credential was not accepted.

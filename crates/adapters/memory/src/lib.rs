@@ -7,8 +7,6 @@
 //! Architecture invariant: an adapter depends on the ports and the domain,
 //! never on the application layer or on another adapter.
 
-mod clock;
 mod store;
 
-pub use clock::SystemClock;
 pub use store::MemoryStore;

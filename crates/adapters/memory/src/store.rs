@@ -88,12 +88,8 @@ impl MemoryStore {
 
 #[async_trait]
 impl TokenRepository for MemoryStore {
-    async fn insert(&self, token: &Token) -> Result<(), InsertError> {
-        self.insert_within(token, None)
-    }
-
-    async fn insert_capped(&self, token: &Token, limit: u64) -> Result<(), InsertError> {
-        self.insert_within(token, Some(limit))
+    async fn insert(&self, token: &Token, limit: Option<u64>) -> Result<(), InsertError> {
+        self.insert_within(token, limit)
     }
 
     async fn get(&self, id: &TokenId, owner: &Principal) -> Result<Token, GetError> {
@@ -219,10 +215,6 @@ impl UserDirectory for MemoryStore {
 
     async fn has_users(&self) -> Result<bool, BackendError> {
         Ok(!self.read().users.is_empty())
-    }
-
-    async fn org_exists(&self, org: &OrgName) -> Result<bool, BackendError> {
-        Ok(self.read().orgs.contains(org))
     }
 }
 

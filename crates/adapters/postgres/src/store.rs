@@ -188,12 +188,8 @@ impl PostgresStore {
 
 #[async_trait]
 impl TokenRepository for PostgresStore {
-    async fn insert(&self, token: &Token) -> Result<(), InsertError> {
-        self.insert_within(token, None).await
-    }
-
-    async fn insert_capped(&self, token: &Token, limit: u64) -> Result<(), InsertError> {
-        self.insert_within(token, Some(limit)).await
+    async fn insert(&self, token: &Token, limit: Option<u64>) -> Result<(), InsertError> {
+        self.insert_within(token, limit).await
     }
 
     async fn get(&self, id: &TokenId, owner: &Principal) -> Result<Token, GetError> {
@@ -404,15 +400,6 @@ impl UserDirectory for PostgresStore {
 
     async fn has_users(&self) -> Result<bool, BackendError> {
         sqlx::query("SELECT EXISTS (SELECT 1 FROM users)")
-            .fetch_one(&self.pool)
-            .await
-            .and_then(|row| row.try_get(0))
-            .map_err(backend)
-    }
-
-    async fn org_exists(&self, org: &OrgName) -> Result<bool, BackendError> {
-        sqlx::query("SELECT EXISTS (SELECT 1 FROM orgs WHERE name = $1)")
-            .bind(org.as_str())
             .fetch_one(&self.pool)
             .await
             .and_then(|row| row.try_get(0))

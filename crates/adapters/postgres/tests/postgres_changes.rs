@@ -88,7 +88,7 @@ async fn changes_are_heard_and_a_lost_listener_comes_back() {
     recorder.take();
 
     let original = token();
-    store.insert(&original).await.unwrap();
+    store.insert(&original, None).await.unwrap();
     store.record_last_use(&[(original.id.clone(), original.created_at)]).await.unwrap();
     let renamed = Token { name: TokenName::new("renamed").unwrap(), version: 2, ..original.clone() };
     store.update(&renamed, 1).await.unwrap();
@@ -117,7 +117,7 @@ async fn changes_are_heard_and_a_lost_listener_comes_back() {
 
     // And it hears changes again.
     let again = token();
-    store.insert(&again).await.unwrap();
+    store.insert(&again, None).await.unwrap();
     store.delete(&again.id, None).await.unwrap();
     recorder.wait_for(&Event::Changed(again.secret_hash)).await;
 

@@ -65,11 +65,14 @@ pub fn encode_grants(grants: &[Grant]) -> String {
         grants
             .iter()
             .map(|g| {
-                Value::Array(vec![
-                    g.connection().as_str().into(),
-                    g.provider().as_str().into(),
-                    g.source().text().into(),
-                ])
+                let mut item =
+                    vec![g.connection().as_str().into(), g.provider().as_str().into(), g.source().text().into()];
+                // Whether a query parsed when it was granted, so that
+                // reading the token back does not parse it again.
+                if let Some(parsed) = g.source().query_parsed() {
+                    item.push(parsed.into());
+                }
+                Value::Array(item)
             })
             .collect(),
     )
@@ -165,6 +168,17 @@ fn decode_grants(text: &str) -> Option<Vec<Grant>> {
             [Value::String(connection), Value::String(provider), Value::String(source)] => {
                 Grant::new(ConnectionName::new(connection).ok()?, provider.parse::<Provider>().ok()?, source).ok()
             }
+            [Value::String(connection), Value::String(provider), Value::String(source), Value::Bool(parsed)] => {
+                let grant = Grant::restore(
+                    ConnectionName::new(connection).ok()?,
+                    provider.parse::<Provider>().ok()?,
+                    source,
+                    *parsed,
+                )
+                .ok()?;
+                // The flag belongs to query grants only.
+                grant.source().query_parsed().is_some().then_some(grant)
+            }
             _ => None,
         })
         .collect()
@@ -201,6 +215,22 @@ mod tests {
         };
         let token = good.clone().into_token().unwrap();
         assert_eq!(TokenRow::from_token(&token).unwrap(), good);
+        // A query grant keeps whether it parsed, and is read back without
+        // being parsed again; rows written before the flag still read.
+        let sql = TokenRow {
+            allowed_apis: "sql".into(),
+            grants: r#"[["pg","postgres","FROBNICATE x"]]"#.into(),
+            ..good.clone()
+        };
+        let token = sql.into_token().unwrap();
+        let stored = TokenRow::from_token(&token).unwrap();
+        assert_eq!(stored.grants, r#"[["pg","postgres","FROBNICATE x",false]]"#);
+        let flagged = TokenRow { grants: r#"[["pg","postgres","SELECT 1",false]]"#.into(), ..stored.clone() };
+        assert_eq!(
+            flagged.into_token().unwrap().policy.grants()[0].source().query_parsed(),
+            Some(false),
+            "not parsed again"
+        );
         let broken: Vec<(&str, TokenRow)> = vec![
             ("id", TokenRow { id: "short".into(), ..good.clone() }),
             ("hash", TokenRow { secret_hash: vec![0; 31], ..good.clone() }),
@@ -209,6 +239,10 @@ mod tests {
             ("grant json", TokenRow { grants: "[".into(), ..good.clone() }),
             ("grant shape", TokenRow { grants: r#"[["carto_dw","p.d.t"]]"#.into(), ..good.clone() }),
             ("provider", TokenRow { grants: r#"[["carto_dw","oracle","p.d.t"]]"#.into(), ..good.clone() }),
+            (
+                "flag on a table",
+                TokenRow { grants: r#"[["carto_dw","carto_dw","p.d.t",true]]"#.into(), ..good.clone() },
+            ),
             ("unserved api", TokenRow { grants: "[]".into(), ..good.clone() }),
             ("referer", TokenRow { referers: r#"["ftp://x"]"#.into(), ..good.clone() }),
             ("version", TokenRow { version: -1, ..good.clone() }),

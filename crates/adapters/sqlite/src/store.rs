@@ -160,12 +160,8 @@ impl SqliteStore {
 
 #[async_trait]
 impl TokenRepository for SqliteStore {
-    async fn insert(&self, token: &Token) -> Result<(), InsertError> {
-        self.insert_within(token, None).await
-    }
-
-    async fn insert_capped(&self, token: &Token, limit: u64) -> Result<(), InsertError> {
-        self.insert_within(token, Some(limit)).await
+    async fn insert(&self, token: &Token, limit: Option<u64>) -> Result<(), InsertError> {
+        self.insert_within(token, limit).await
     }
 
     async fn get(&self, id: &TokenId, owner: &Principal) -> Result<Token, GetError> {
@@ -389,14 +385,6 @@ impl UserDirectory for SqliteStore {
 
     async fn has_users(&self) -> Result<bool, BackendError> {
         pool::read(&self.pool, |c| c.query_row("SELECT EXISTS (SELECT 1 FROM users)", [], |r| r.get(0))).await
-    }
-
-    async fn org_exists(&self, org: &OrgName) -> Result<bool, BackendError> {
-        let org = org.to_string();
-        pool::read(&self.pool, move |c| {
-            c.query_row("SELECT EXISTS (SELECT 1 FROM orgs WHERE name = ?1)", [org], |r| r.get(0))
-        })
-        .await
     }
 }
 

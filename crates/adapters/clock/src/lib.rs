@@ -1,4 +1,9 @@
-//! The system clock.
+//! The system clock: the `Clock` port over the operating system's wall
+//! clock. A crate of its own so that the binary and any adapter can use it
+//! without depending on another adapter.
+//!
+//! Architecture invariant: as every adapter, it depends on the ports and
+//! the domain only.
 
 use latchkey_domain::Timestamp;
 use latchkey_ports::Clock;
