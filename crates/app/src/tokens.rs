@@ -164,9 +164,7 @@ impl TokenService {
             };
             // The store counts and inserts in one step: creates racing at
             // the limit cannot overshoot it.
-            let inserted = match self.max_tokens_per_owner {
-                limit => self.tokens.insert(&token, limit).await,
-            };
+            let inserted = self.tokens.insert(&token, self.max_tokens_per_owner).await;
             match inserted {
                 Ok(()) => {
                     tracing::info!(token_id = %token.id, org = %owner.org, user = %owner.user, "token created");
