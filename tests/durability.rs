@@ -5,7 +5,8 @@
 //! was acknowledged, or the one write that was in flight, whole.
 //!
 //! `LATCHKEY_DURABILITY_ROUNDS` sets the number of kills per store
-//! (default 8; `cargo xtask durability --rounds N` runs longer).
+//! (default 8; `LATCHKEY_DURABILITY_ROUNDS=100 cargo test -p latchkey
+//! --test durability` runs longer).
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::print_stdout)]
 

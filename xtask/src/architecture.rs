@@ -1,10 +1,15 @@
 //! The crate dependency rules of `docs/architecture.md`, checked against
 //! the resolved dependency graph.
 //!
-//! The rules are read from the document itself (its `dependency-rules`
-//! block), so the page and the check cannot drift apart. A rule forbids a
-//! crate from depending on others directly or through any chain of normal
-//! (non-dev) dependencies.
+//! The rules are read from the document itself, so the page and the check
+//! cannot drift apart. Two blocks:
+//!
+//! - `workspace-edges`, an allowlist: for every crate of the workspace, the
+//!   workspace crates it may depend on directly (normal dependencies). An
+//!   edge not listed, or a crate not listed at all, breaks it.
+//! - `dependency-rules`: a rule forbids a crate from reaching others
+//!   (external crates, mostly) directly or through any chain of normal
+//!   (non-dev) dependencies.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
@@ -57,10 +62,84 @@ pub fn normal_closure(krate: &str) -> Result<BTreeSet<String>> {
     Ok(names)
 }
 
+/// `crate -> workspace crates it may depend on directly`, from the
+/// document's `workspace-edges` block (`crate: a, b`; `crate:` for none).
+pub fn allowed_edges(document: &str) -> Result<BTreeMap<String, BTreeSet<String>>> {
+    let block = document
+        .split("```workspace-edges")
+        .nth(1)
+        .and_then(|rest| rest.split("```").next())
+        .context("docs/architecture.md has no ```workspace-edges block")?;
+    let mut edges = BTreeMap::new();
+    for line in block.lines().map(str::trim).filter(|l| !l.is_empty() && !l.starts_with('#')) {
+        let Some((krate, allowed)) = line.split_once(':') else {
+            bail!("cannot read the edge list {line:?}");
+        };
+        let allowed = allowed.split([',', ' ']).filter(|s| !s.is_empty()).map(str::to_owned).collect();
+        edges.insert(krate.trim().to_owned(), allowed);
+    }
+    Ok(edges)
+}
+
+fn cargo_tree(args: &[&str]) -> Result<BTreeSet<String>> {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let output = Command::new(cargo)
+        .args(["tree", "--locked", "--prefix", "none", "--format", "{p}"])
+        .args(args)
+        .current_dir(workspace_root())
+        .output()
+        .context("cannot run cargo tree")?;
+    if !output.status.success() {
+        bail!("cargo tree {} failed: {}", args.join(" "), String::from_utf8_lossy(&output.stderr));
+    }
+    let text = String::from_utf8(output.stdout)?;
+    Ok(text.lines().filter_map(|line| line.split_whitespace().next()).map(str::to_owned).collect())
+}
+
+/// The crates of the workspace (the `xtask` crate aside).
+pub fn workspace_crates() -> Result<BTreeSet<String>> {
+    let mut crates = cargo_tree(&["--workspace", "--depth", "0", "-e", "normal"])?;
+    crates.retain(|name| name.starts_with("latchkey"));
+    Ok(crates)
+}
+
+/// The workspace crates `krate` depends on directly (normal dependencies).
+pub fn direct_workspace_deps(krate: &str) -> Result<BTreeSet<String>> {
+    let mut deps = cargo_tree(&["-p", krate, "--depth", "1", "-e", "normal"])?;
+    deps.remove(krate);
+    deps.retain(|name| name.starts_with("latchkey"));
+    Ok(deps)
+}
+
+/// The edges `actual` has that `allowed` does not list, and the crates it
+/// does not list at all, in words.
+fn edge_violations(
+    allowed: &BTreeMap<String, BTreeSet<String>>,
+    actual: &BTreeMap<String, BTreeSet<String>>,
+) -> Vec<String> {
+    let mut broken = Vec::new();
+    for (krate, deps) in actual {
+        match allowed.get(krate) {
+            None => broken.push(format!("{krate} is not in the workspace-edges allowlist")),
+            Some(allowed) => {
+                for dep in deps.iter().filter(|d| !allowed.contains(*d)) {
+                    broken.push(format!("{krate} depends on {dep}, which the allowlist does not allow"));
+                }
+            }
+        }
+    }
+    broken
+}
+
 /// Every broken rule of `docs/architecture.md`, in words.
 pub fn broken_rules() -> Result<Vec<String>> {
     let document = std::fs::read_to_string(workspace_root().join("docs/architecture.md"))?;
-    let mut broken = Vec::new();
+    let mut actual = BTreeMap::new();
+    for krate in workspace_crates()? {
+        let deps = direct_workspace_deps(&krate)?;
+        actual.insert(krate, deps);
+    }
+    let mut broken = edge_violations(&allowed_edges(&document)?, &actual);
     for (krate, forbidden) in rules(&document)? {
         let reached = normal_closure(&krate)?;
         for bad in forbidden.iter().filter(|f| reached.contains(*f)) {
@@ -87,6 +166,25 @@ mod tests {
         assert_eq!(rules["a"], ["b", "c"]);
         assert_eq!(rules["d"], ["e"]);
         assert!(super::rules("no block").is_err());
+    }
+
+    #[test]
+    fn an_edge_the_allowlist_does_not_list_would_be_seen() {
+        let document = std::fs::read_to_string(workspace_root().join("docs/architecture.md")).unwrap();
+        let mut allowed = allowed_edges(&document).unwrap();
+        let app = direct_workspace_deps("latchkey-app").unwrap();
+        assert!(app.contains("latchkey-ports"), "the real graph is read");
+        let actual = BTreeMap::from([("latchkey-app".to_owned(), app)]);
+        assert!(edge_violations(&allowed, &actual).is_empty());
+        // Take the edge out of the allowlist, as if the document had
+        // forgotten it, and the check fails.
+        allowed.get_mut("latchkey-app").unwrap().remove("latchkey-ports");
+        assert_eq!(
+            edge_violations(&allowed, &actual),
+            ["latchkey-app depends on latchkey-ports, which the allowlist does not allow"]
+        );
+        allowed.remove("latchkey-app");
+        assert_eq!(edge_violations(&allowed, &actual), ["latchkey-app is not in the workspace-edges allowlist"]);
     }
 
     #[test]

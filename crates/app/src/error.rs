@@ -14,16 +14,16 @@ pub enum TokenError {
     Invalid(Vec<FieldIssue>),
     /// No token of the caller's has this id or value. Also the answer for
     /// another user's token, so that its existence is not revealed.
-    #[error("no such token")]
+    #[error("not found")]
     NotFound,
     /// The caller has another token of this name (V7).
     #[error("you already have a token with this name")]
     NameTaken,
     /// An update named `expiration_date` (V9).
-    #[error("the expiration date can only be set when the token is created")]
+    #[error("the expiration date can only be set when a token is created")]
     ExpirationImmutable,
     /// The version the caller read (`If-Match`) is no longer current.
-    #[error("the token was changed since you read it")]
+    #[error("the token changed since you read it (If-Match does not match)")]
     PreconditionFailed,
     /// The caller has as many tokens as an owner may have.
     #[error("you have {limit} tokens, the most allowed; delete one first")]

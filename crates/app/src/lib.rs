@@ -24,7 +24,7 @@ pub use cache::{CacheSettings, TokenCache};
 pub use catalog::{ConnectionService, Readiness};
 pub use enforcement::mapping::{MappedRequest, MappedSource, Route, Unmappable};
 pub use enforcement::request::{
-    Ambiguity, BodyFormat, BodyPresence, BodyView, CanonicalRequest, DecidingHeaders, RequestHead,
+    Ambiguity, BodyFormat, BodyPresence, BodyView, CanonicalRequest, DecidingHeaders, MediaType, RequestHead,
 };
 pub use enforcement::{Bearer, Enforcer, Pending, Verdict};
 pub use error::TokenError;

@@ -11,26 +11,17 @@ use latchkey_app::{
     Authorizer, CacheSettings, Decision, NewToken, Sealer, TokenCache, TokenError, TokenPatch, TokenRef, TokenService,
     UsageRecorder, UserKeyAuthenticator, UserService,
 };
-use latchkey_domain::validation::{GrantDraft, TokenDraft};
 use latchkey_domain::{
-    AccessRequest, Api, Connection, ConnectionName, DenyReason, OrgName, Principal, Provider, SourceType, Target,
-    Timestamp, Token, TokenValue, UserKey, UserName,
+    AccessRequest, Api, DenyReason, Principal, Provider, SourceType, Target, Timestamp, Token, TokenValue, UserKey,
 };
 use latchkey_ports::{
     AuthenticationError, Authenticator, DeleteError, GetError, InsertError, MockClock, MockConnectionCatalog,
     MockTokenRepository, MockUserDirectory, UpdateError,
 };
-
-fn principal(org: &str, user: &str) -> Principal {
-    Principal { org: OrgName::new(org).unwrap(), user: UserName::new(user).unwrap() }
-}
+use latchkey_testkit::{connection, draft, grant, now, principal};
 
 fn alice() -> Principal {
     principal("acme", "alice")
-}
-
-fn now() -> Timestamp {
-    Timestamp::parse_rfc3339("2026-11-27T10:00:00Z").unwrap()
 }
 
 fn clock() -> Arc<MockClock> {
@@ -41,9 +32,7 @@ fn clock() -> Arc<MockClock> {
 
 fn catalog() -> Arc<MockConnectionCatalog> {
     let mut catalog = MockConnectionCatalog::new();
-    catalog.expect_connections().returning(|_| {
-        Ok(vec![Connection { name: ConnectionName::new("carto_dw").unwrap(), provider: Provider::CartoDw }])
-    });
+    catalog.expect_connections().returning(|_| Ok(vec![connection("carto_dw", Provider::CartoDw)]));
     Arc::new(catalog)
 }
 
@@ -60,16 +49,7 @@ fn service(repo: MockTokenRepository) -> TokenService {
 }
 
 fn maps_token() -> NewToken {
-    NewToken {
-        draft: TokenDraft {
-            name: None,
-            allowed_apis: vec!["maps".into()],
-            grants: vec![GrantDraft { connection_name: "carto_dw".into(), source: "p.d.t".into() }],
-            referers: vec![],
-            unknown_fields: vec![],
-        },
-        expiration_date: None,
-    }
+    NewToken { draft: draft(&["maps"], vec![grant("carto_dw", "p.d.t")], &[]), expiration_date: None }
 }
 
 /// Creates a token through the service with a repository that accepts it,

@@ -5,8 +5,7 @@
 //! Every scenario puts the grant that decides last, so that a token with N
 //! grants is measured at its worst: the whole list is looked at.
 
-use latchkey_domain::validation::{ExpirationInput, GrantDraft, TokenDraft, validate};
-use latchkey_domain::{AccessRequest, Api, Connection, ConnectionName, Policy, Provider, SourceType, Target};
+use latchkey_domain::{AccessRequest, Api, Policy, Provider, SourceType, Target};
 
 /// What a scenario asks.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -146,19 +145,10 @@ impl Case {
                 false,
             ),
         };
-        let draft = TokenDraft {
-            allowed_apis: vec![api_name.to_owned()],
-            grants: sources
-                .iter()
-                .map(|source| GrantDraft { connection_name: CONNECTION.into(), source: source.clone() })
-                .collect(),
-            ..TokenDraft::default()
-        };
-        let connections = [Connection {
-            name: ConnectionName::new(CONNECTION).expect("a valid connection name"),
-            provider: Provider::CartoDw,
-        }];
-        let policy = validate(&draft, ExpirationInput::Kept(None), &connections).expect("a valid policy").policy;
+        let grants = sources.iter().map(|source| latchkey_testkit::grant(CONNECTION, source)).collect();
+        let draft = latchkey_testkit::draft(&[api_name], grants, &[]);
+        let connections = [latchkey_testkit::connection(CONNECTION, Provider::CartoDw)];
+        let policy = latchkey_testkit::policy_of(&draft, None, &connections);
         Self { scenario, sources, policy, api, source_type, requested, allowed }
     }
 

@@ -82,12 +82,14 @@ impl Stores {
     }
 }
 
-/// Expands to one `#[tokio::test]` per case of [`cases`], each on a fresh
-/// store made by `$factory`, an async closure returning [`Stores`].
+/// The one list of cases: expands `$crate::$then!` with the arguments
+/// given and then every case's name. [`conformance_suite!`] and [`CASES`]
+/// read it; a test checks it against the functions of [`cases`].
+#[doc(hidden)]
 #[macro_export]
-macro_rules! conformance_suite {
-    ($factory:expr) => {
-        $crate::conformance_suite!(@cases $factory;
+macro_rules! __with_cases {
+    ($then:ident $($args:tt)*) => {
+        $crate::$then! { $($args)*
             round_trip_preserves_every_field,
             update_replaces_what_it_may_and_keeps_the_rest,
             names_are_unique_per_owner,
@@ -104,9 +106,23 @@ macro_rules! conformance_suite {
             connections_belong_to_existing_orgs,
             users_and_their_keys,
             the_org_boundary
-        );
+        }
     };
-    (@cases $factory:expr; $($case:ident),* $(,)?) => {
+}
+
+/// Expands to one `#[tokio::test]` per case of [`cases`], each on a fresh
+/// store made by `$factory`, an async closure returning [`Stores`].
+#[macro_export]
+macro_rules! conformance_suite {
+    ($factory:expr) => {
+        $crate::__with_cases!(__suite_cases($factory));
+    };
+}
+
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __suite_cases {
+    (($factory:expr) $($case:ident),* $(,)?) => {
         $(
             #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
             async fn $case() {
@@ -115,4 +131,47 @@ macro_rules! conformance_suite {
             }
         )*
     };
+}
+
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __case_names {
+    ($($case:ident),* $(,)?) => {
+        &[$(stringify!($case)),*]
+    };
+}
+
+/// The name of every case, in the order they run.
+pub const CASES: &[&str] = __with_cases!(__case_names);
+
+#[cfg(test)]
+mod tests {
+    /// The case functions a list leaves out, and the names it lists that
+    /// are no case function.
+    fn unlisted(source: &str, listed: &[&str]) -> (Vec<String>, Vec<String>) {
+        let defined: Vec<&str> = source
+            .lines()
+            .filter_map(|line| line.strip_prefix("pub async fn "))
+            .filter_map(|rest| rest.split('(').next())
+            .collect();
+        let left_out = defined.iter().filter(|d| !listed.contains(d)).map(|d| (*d).to_owned()).collect();
+        let unknown = listed.iter().filter(|l| !defined.contains(l)).map(|l| (*l).to_owned()).collect();
+        (left_out, unknown)
+    }
+
+    /// A case added to `cases.rs` but not listed would never run.
+    #[test]
+    fn the_list_is_the_functions_of_cases() {
+        assert_eq!(unlisted(include_str!("cases.rs"), super::CASES), (vec![], vec![]));
+    }
+
+    /// The check notices a case left out, and a name that is no case.
+    #[test]
+    fn the_check_notices_drift() {
+        let source = include_str!("cases.rs");
+        assert_eq!(unlisted(source, &super::CASES[1..]).0, [super::CASES[0]]);
+        let mut extra = super::CASES.to_vec();
+        extra.push("a_case_nobody_wrote");
+        assert_eq!(unlisted(source, &extra).1, ["a_case_nobody_wrote"]);
+    }
 }

@@ -72,6 +72,23 @@ impl DenyReason {
     }
 }
 
+impl DenyReason {
+    /// The reason in a sentence, for people (the code is [`Self::as_str`]).
+    #[must_use]
+    pub const fn message(self) -> &'static str {
+        match self {
+            DenyReason::TokenMalformed => "the request carries no latchkey token, or not a well-formed one",
+            DenyReason::TokenUnknown => "the token does not exist here (it may have been deleted)",
+            DenyReason::TokenExpired => "the token has expired",
+            DenyReason::ApiNotAllowed => "the token does not allow this API",
+            DenyReason::RefererMissing => "the token is restricted to websites and the request names none",
+            DenyReason::RefererNotAllowed => "the token does not allow requests from this website",
+            DenyReason::ConnectionNotGranted => "the token has no grant on this connection",
+            DenyReason::SourceNotGranted => "the token does not grant this source to this API",
+        }
+    }
+}
+
 impl fmt::Display for DenyReason {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())
@@ -204,6 +221,19 @@ impl<'a> AccessRequest<'a> {
     }
 }
 
+/// The kinds of grant that could match a request for a source of type
+/// `source_type`: names are matched by table, pattern and all-sources
+/// grants, queries by query and all-sources grants. For `imports` the
+/// destination is a table (SPEC §6). Which of these serve `api` is SPEC
+/// §3, [`kind_serves`], the one place it is written.
+fn candidate_kinds(api: Api, source_type: SourceType) -> &'static [SourceKind] {
+    match (api, source_type) {
+        (Api::Imports, SourceType::Tileset | SourceType::Query) => &[],
+        (_, SourceType::Table | SourceType::Tileset) => &[SourceKind::All, SourceKind::Table, SourceKind::Pattern],
+        (_, SourceType::Query) => &[SourceKind::All, SourceKind::Query],
+    }
+}
+
 /// Whether the grants on one connection (for one provider) let `api` use
 /// `source` of type `source_type` (SPEC §2, §3). Every check is a lookup but
 /// patterns, which are few; a query is lexed only when its text is not
@@ -215,18 +245,22 @@ fn grants_allow(
     source_type: SourceType,
     source: &str,
 ) -> bool {
-    use SourceType::{Query, Table, Tileset};
-    match (api, source_type) {
-        (Api::Sql | Api::Maps, _) | (Api::Imports, Table) if grants.all_sources => true,
-        (Api::Maps, Table | Tileset) | (Api::Imports, Table) => {
-            if grants.tables.is_empty() && grants.patterns.is_empty() {
+    let mut table: Option<Option<TableKey>> = None;
+    candidate_kinds(api, source_type).iter().filter(|kind| kind_serves(**kind, api)).any(|kind| match kind {
+        SourceKind::All => grants.all_sources,
+        SourceKind::Table | SourceKind::Pattern => {
+            let (tables, patterns) = (!grants.tables.is_empty(), !grants.patterns.is_empty());
+            if (*kind == SourceKind::Table && !tables) || (*kind == SourceKind::Pattern && !patterns) {
                 return false;
             }
-            TableKey::parse(source, provider).is_some_and(|table| {
-                grants.tables.contains(&table) || grants.patterns.iter().any(|pattern| pattern.matches(&table))
+            // The requested name is parsed once for both kinds.
+            let key = table.get_or_insert_with(|| TableKey::parse(source, provider));
+            key.as_ref().is_some_and(|key| match kind {
+                SourceKind::Table => grants.tables.contains(key),
+                _ => grants.patterns.iter().any(|pattern| pattern.matches(key)),
             })
         }
-        (Api::Sql | Api::Maps, Query) => {
+        SourceKind::Query => {
             if grants.queries.is_empty() {
                 return false;
             }
@@ -239,8 +273,7 @@ fn grants_allow(
             // A query that cannot be read with certainty is never granted.
             QueryKey::new(text, provider).is_ok_and(|key| grants.queries.contains(&key))
         }
-        _ => false,
-    }
+    })
 }
 
 /// Decides a request made with a token of `policy` at `now`.

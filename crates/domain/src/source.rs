@@ -71,23 +71,11 @@ pub enum SourceError {
 }
 
 impl SourceError {
-    /// A stable machine code for the error.
+    /// The error's code on the wire: the validation issue it is reported
+    /// as, so that the code is written in one place.
     #[must_use]
     pub const fn code(&self) -> &'static str {
-        match self {
-            SourceError::Empty => "source_empty",
-            SourceError::TooLong { .. } => "source_too_long",
-            SourceError::PatternTooBroad => "pattern_too_broad",
-            SourceError::InvalidPattern(_) => "pattern_invalid",
-            SourceError::MultipleStatements => "multiple_statements",
-            SourceError::InvalidCharacter | SourceError::Query(QueryRefusal::ControlCharacter) => {
-                "source_invalid_character"
-            }
-            SourceError::AmbiguousName => "name_ambiguous",
-            SourceError::Query(QueryRefusal::Empty) => "source_empty",
-            SourceError::Query(QueryRefusal::TooManyTokens | QueryRefusal::TooDeep) => "query_too_complex",
-            SourceError::Query(_) => "query_ambiguous",
-        }
+        crate::validation::source_issue_code(self).as_str()
     }
 }
 

@@ -11,7 +11,6 @@ use crate::names::{ConnectionName, Principal, TokenId, TokenName};
 use crate::provider::Provider;
 use crate::referer::RefererPattern;
 use crate::secret::{SealedSecret, SecretHash};
-use crate::source::SourceKind;
 use crate::timestamp::Timestamp;
 
 /// The most grants a token may have (V10).
@@ -166,12 +165,6 @@ impl Policy {
 
     pub(crate) fn index(&self) -> &GrantIndex {
         &self.index
-    }
-
-    /// Whether any grant gives every source of a connection.
-    #[must_use]
-    pub fn grants_all_sources(&self) -> bool {
-        self.grants.iter().any(|g| g.source().kind() == SourceKind::All)
     }
 }
 

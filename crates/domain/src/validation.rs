@@ -67,15 +67,15 @@ pub enum IssueCode {
     ExpirationPast,
     /// V10.
     TooManyGrants,
-    // Warnings.
+    /// A field the request should not have (V10).
+    UnknownField,
+    // Warnings: allowed, but worth a second look.
     /// A query the connection's dialect could not parse.
     QueryNotParsed,
     /// A referer pattern with a path.
     RefererHasPath,
     /// A grant of every source of a connection.
     AllSources,
-    /// A field the request should not have (V10).
-    UnknownField,
 }
 
 impl IssueCode {
@@ -196,8 +196,9 @@ fn name_issue(error: &NameError) -> FieldIssue {
     FieldIssue::new("name", code, format!("the name {error}"))
 }
 
-fn source_issue(field: String, error: &SourceError) -> FieldIssue {
-    let code = match error {
+/// The issue a source error is reported as.
+pub(crate) const fn source_issue_code(error: &SourceError) -> IssueCode {
+    match error {
         SourceError::Empty => IssueCode::SourceEmpty,
         SourceError::TooLong { .. } => IssueCode::SourceTooLong,
         SourceError::PatternTooBroad => IssueCode::PatternTooBroad,
@@ -210,8 +211,11 @@ fn source_issue(field: String, error: &SourceError) -> FieldIssue {
         SourceError::Query(QueryRefusal::Empty) => IssueCode::SourceEmpty,
         SourceError::Query(QueryRefusal::TooManyTokens | QueryRefusal::TooDeep) => IssueCode::QueryTooComplex,
         SourceError::Query(_) => IssueCode::QueryAmbiguous,
-    };
-    FieldIssue::new(field, code, error.to_string())
+    }
+}
+
+fn source_issue(field: String, error: &SourceError) -> FieldIssue {
+    FieldIssue::new(field, source_issue_code(error), error.to_string())
 }
 
 /// What to add so that `api` is served, in words.

@@ -5,20 +5,49 @@
 //! once. Type errors name the field. Messages never repeat the values sent,
 //! which could be credentials.
 
+use std::fmt;
+
 use axum::body::{Body, Bytes};
 use axum::extract::{FromRequest, Request};
 use axum::http::header;
 use futures_util::StreamExt;
-use serde::de::DeserializeOwned;
+use latchkey_app::MediaType;
+use serde::Deserialize;
+use serde::de::value::{MapDeserializer, SeqDeserializer};
+use serde::de::{DeserializeOwned, Expected, IntoDeserializer, Unexpected, Visitor};
 use serde_json::Value;
 
 use crate::Services;
 use crate::error::{ApiError, Detail};
 
-/// A request body type: its fields, for the unknown-field check.
-pub trait Fields {
-    /// Every field the type accepts.
-    const FIELDS: &'static [&'static str];
+/// The fields serde reads for `T`, as its derived `Deserialize` declares
+/// them: the one list of a body's fields, so that no copy can drift. (A
+/// deserializer that records what `deserialize_struct` is given and reads
+/// nothing.)
+pub(crate) fn fields_of<'de, T: Deserialize<'de>>() -> &'static [&'static str] {
+    struct Recorder(Option<&'static [&'static str]>);
+    impl<'de> serde::Deserializer<'de> for &mut Recorder {
+        type Error = serde::de::value::Error;
+        fn deserialize_any<V: Visitor<'de>>(self, _: V) -> Result<V::Value, Self::Error> {
+            Err(serde::de::Error::custom("not a struct"))
+        }
+        fn deserialize_struct<V: Visitor<'de>>(
+            self,
+            _: &'static str,
+            fields: &'static [&'static str],
+            _: V,
+        ) -> Result<V::Value, Self::Error> {
+            self.0 = Some(fields);
+            Err(serde::de::Error::custom("fields recorded"))
+        }
+        serde::forward_to_deserialize_any! {
+            bool i8 i16 i32 i64 i128 u8 u16 u32 u64 u128 f32 f64 char str string bytes byte_buf option unit
+            unit_struct newtype_struct seq tuple tuple_struct map enum identifier ignored_any
+        }
+    }
+    let mut recorder = Recorder(None);
+    let _ = T::deserialize(&mut recorder);
+    recorder.0.unwrap_or(&[])
 }
 
 /// A decoded JSON object body, with the names of the fields it should not
@@ -52,37 +81,129 @@ impl<T> JsonBody<T> {
     }
 }
 
+/// Whether the management API reads a body of this type: JSON, or a JSON
+/// family type such as `application/merge-patch+json` (the media type is
+/// parsed by the same function that data API requests go through; only the
+/// policy differs, since a data API's framework may not read `+json`).
 fn is_json(content_type: Option<&str>) -> bool {
-    let Some(content_type) = content_type else { return false };
-    let essence = content_type.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
-    essence == "application/json" || (essence.starts_with("application/") && essence.ends_with("+json"))
+    content_type.and_then(MediaType::parse).is_some_and(|media| media.is_json_family())
 }
 
-/// Describes a deserialisation error without the offending value.
-fn describe(error: &serde_json::Error) -> (&'static str, String) {
-    let text = error.to_string();
-    if text.starts_with("missing field") {
-        return ("required", "this field is required".into());
-    }
-    if let Some(rest) = text.strip_prefix("invalid type: ") {
-        let found = rest.split([',', ' ']).next().unwrap_or("value");
-        let expected = rest.split_once(", expected ").map_or("another type", |(_, e)| e);
-        let expected = expected.split(" at line").next().unwrap_or(expected);
-        return ("invalid_type", format!("expected {expected}, found {found}"));
-    }
-    if let Some((_, expected)) = text.split_once(", expected ") {
-        let expected = expected.split(" at line").next().unwrap_or(expected);
-        return ("invalid_value", format!("expected {expected}"));
-    }
-    ("invalid_value", "invalid value".into())
+/// What was wrong with a field, as serde's derived code reports it: the
+/// kind of problem from the call it made, never from the text of an error.
+#[derive(Debug)]
+enum Problem {
+    Missing(&'static str),
+    InvalidType { found: &'static str, expected: String },
+    InvalidValue { expected: String },
+    Other,
 }
 
-/// The field a "missing field `x`" error is about, appended to the path of
-/// the object that lacks it.
-fn missing_field(path: &str, error: &serde_json::Error) -> Option<String> {
-    let text = error.to_string();
-    let name = text.strip_prefix("missing field `")?.split('`').next()?;
-    Some(if path.is_empty() || path == "." { name.to_owned() } else { format!("{path}.{name}") })
+impl fmt::Display for Problem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Problem::Missing(field) => write!(f, "missing field {field}"),
+            Problem::InvalidType { found, expected } => write!(f, "expected {expected}, found {found}"),
+            Problem::InvalidValue { expected } => write!(f, "expected {expected}"),
+            Problem::Other => f.write_str("invalid value"),
+        }
+    }
+}
+
+impl std::error::Error for Problem {}
+
+/// The word for a kind of JSON value, never the value itself.
+fn kind(unexpected: &Unexpected<'_>) -> &'static str {
+    match unexpected {
+        Unexpected::Bool(_) => "boolean",
+        Unexpected::Unsigned(_) | Unexpected::Signed(_) => "integer",
+        Unexpected::Float(_) => "floating",
+        Unexpected::Char(_) | Unexpected::Str(_) => "string",
+        Unexpected::Unit | Unexpected::Option => "null",
+        Unexpected::Seq => "sequence",
+        Unexpected::Map => "map",
+        _ => "value",
+    }
+}
+
+impl serde::de::Error for Problem {
+    fn custom<T: fmt::Display>(_: T) -> Self {
+        Problem::Other
+    }
+    fn missing_field(field: &'static str) -> Self {
+        Problem::Missing(field)
+    }
+    fn invalid_type(unexpected: Unexpected<'_>, expected: &dyn Expected) -> Self {
+        Problem::InvalidType { found: kind(&unexpected), expected: expected.to_string() }
+    }
+    fn invalid_value(_: Unexpected<'_>, expected: &dyn Expected) -> Self {
+        Problem::InvalidValue { expected: expected.to_string() }
+    }
+    fn invalid_length(_: usize, expected: &dyn Expected) -> Self {
+        Problem::InvalidValue { expected: expected.to_string() }
+    }
+}
+
+/// A parsed JSON value read through serde with [`Problem`] as its error,
+/// so that what went wrong arrives as a value, not as a sentence to parse.
+struct Json<'a>(&'a Value);
+
+impl<'de> IntoDeserializer<'de, Problem> for Json<'_> {
+    type Deserializer = Self;
+    fn into_deserializer(self) -> Self {
+        self
+    }
+}
+
+impl<'de> serde::Deserializer<'de> for Json<'_> {
+    type Error = Problem;
+
+    fn deserialize_any<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Problem> {
+        match self.0 {
+            Value::Null => visitor.visit_unit(),
+            Value::Bool(b) => visitor.visit_bool(*b),
+            Value::Number(n) => match (n.as_u64(), n.as_i64()) {
+                (Some(u), _) => visitor.visit_u64(u),
+                (None, Some(i)) => visitor.visit_i64(i),
+                (None, None) => visitor.visit_f64(n.as_f64().unwrap_or(f64::NAN)),
+            },
+            Value::String(text) => visitor.visit_str(text),
+            Value::Array(items) => {
+                let mut seq = SeqDeserializer::new(items.iter().map(Json));
+                let value = visitor.visit_seq(&mut seq)?;
+                seq.end()?;
+                Ok(value)
+            }
+            Value::Object(map) => {
+                let mut fields = MapDeserializer::new(map.iter().map(|(k, v)| (k.as_str(), Json(v))));
+                let value = visitor.visit_map(&mut fields)?;
+                fields.end()?;
+                Ok(value)
+            }
+        }
+    }
+
+    fn deserialize_option<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Problem> {
+        match self.0 {
+            Value::Null => visitor.visit_none(),
+            _ => visitor.visit_some(self),
+        }
+    }
+
+    serde::forward_to_deserialize_any! {
+        bool i8 i16 i32 i64 i128 u8 u16 u32 u64 u128 f32 f64 char str string bytes byte_buf unit unit_struct
+        newtype_struct seq tuple tuple_struct map struct enum identifier ignored_any
+    }
+}
+
+/// A validation detail for a decoding problem at `path`.
+fn detail(path: &str, problem: &Problem) -> Detail {
+    let at = |name: &str| if path.is_empty() || path == "." { name.to_owned() } else { format!("{path}.{name}") };
+    match problem {
+        Problem::Missing(name) => Detail::new(at(name), "required", "this field is required"),
+        Problem::InvalidType { .. } => Detail::new(path, "invalid_type", problem.to_string()),
+        Problem::InvalidValue { .. } | Problem::Other => Detail::new(path, "invalid_value", problem.to_string()),
+    }
 }
 
 /// Decodes an object body against `T`.
@@ -90,7 +211,7 @@ fn missing_field(path: &str, error: &serde_json::Error) -> Option<String> {
 /// # Errors
 /// The [`ApiError`] for the first stage that fails: not JSON, not an
 /// object, unknown fields, or fields of the wrong type.
-pub fn decode<T: DeserializeOwned + Fields>(bytes: &[u8]) -> Result<JsonBody<T>, ApiError> {
+pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<JsonBody<T>, ApiError> {
     // The common case, a well-formed body with known fields only, is read
     // straight into its type (every DTO denies unknown fields). Anything
     // else takes the careful path below, which says what is wrong.
@@ -112,18 +233,15 @@ pub fn decode<T: DeserializeOwned + Fields>(bytes: &[u8]) -> Result<JsonBody<T>,
     };
     // Unknown fields are taken out here and reported by the caller, with
     // every other violation; the rest is decoded as if they were absent.
-    let unknown: Vec<String> = map.keys().filter(|key| !T::FIELDS.contains(&key.as_str())).cloned().collect();
+    let fields = fields_of::<T>();
+    let unknown: Vec<String> = map.keys().filter(|key| !fields.contains(&key.as_str())).cloned().collect();
     for key in &unknown {
         map.remove(key);
     }
     let unknown = unknown.into_iter().map(|key| key.chars().take(64).collect()).collect();
-    let value = serde_path_to_error::deserialize(Value::Object(map)).map_err(|error| {
-        let path = error.path().to_string();
-        let inner = error.inner();
-        let (code, message) = describe(inner);
-        let field = missing_field(&path, inner).unwrap_or(path);
-        ApiError::Validation(vec![Detail::new(field, code, message)])
-    })?;
+    let object = Value::Object(map);
+    let value = serde_path_to_error::deserialize(Json(&object))
+        .map_err(|error| ApiError::Validation(vec![detail(&error.path().to_string(), error.inner())]))?;
     Ok(JsonBody { value, unknown })
 }
 
@@ -153,7 +271,7 @@ async fn read_limited(body: Body, limit: usize) -> Result<Bytes, ApiError> {
 
 impl<T> FromRequest<Services> for JsonBody<T>
 where
-    T: DeserializeOwned + Fields,
+    T: DeserializeOwned,
 {
     type Rejection = ApiError;
 
@@ -202,15 +320,17 @@ mod tests {
         source: String,
     }
 
-    impl Fields for Sample {
-        const FIELDS: &'static [&'static str] = &["name", "items"];
-    }
-
     fn details(result: Result<JsonBody<Sample>, ApiError>) -> Vec<(String, String)> {
         match result {
             Err(ApiError::Validation(details)) => details.into_iter().map(|d| (d.field, d.code)).collect(),
             other => panic!("expected a validation error, got {other:?}"),
         }
+    }
+
+    #[test]
+    fn the_fields_of_a_body_are_serdes() {
+        assert_eq!(fields_of::<Sample>(), ["name", "items"]);
+        assert_eq!(fields_of::<Item>(), ["source"]);
     }
 
     #[test]

@@ -5,28 +5,63 @@ use latchkey_app::TokenView;
 use latchkey_domain::validation::GrantDraft;
 use std::fmt;
 
+use latchkey_domain::{Api, DenyReason, Provider, SourceType};
 use serde::de::value::MapAccessDeserializer;
 use serde::de::{MapAccess, Visitor};
 use serde::{Deserialize, Deserializer, Serialize};
 use utoipa::ToSchema;
+use utoipa::openapi::RefOr;
+use utoipa::openapi::schema::{ObjectBuilder, Schema, Type};
 
-use crate::body::{Fields, double_option};
+use crate::body::double_option;
 use crate::error::Detail;
 
-/// An API a token can be allowed to call.
-#[derive(ToSchema)]
-#[schema(as = ApiName)]
-#[allow(dead_code)]
-pub enum ApiName {
-    #[schema(rename = "sql")]
-    Sql,
-    #[schema(rename = "maps")]
-    Maps,
-    #[schema(rename = "imports")]
-    Imports,
-    #[schema(rename = "lds")]
-    Lds,
+/// A string schema whose values are the wire names of a domain list: the
+/// domain's `ALL` lists are the one place these names are written.
+fn names(description: &str, values: impl IntoIterator<Item = &'static str>) -> RefOr<Schema> {
+    ObjectBuilder::new().schema_type(Type::String).description(Some(description)).enum_values(Some(values)).into()
 }
+
+/// Declares a schema of the wire names of a domain list.
+macro_rules! names_schema {
+    ($(#[$doc:meta])* $name:ident, $description:literal, $values:expr) => {
+        $(#[$doc])*
+        pub struct $name;
+
+        impl utoipa::PartialSchema for $name {
+            fn schema() -> RefOr<Schema> {
+                names($description, $values)
+            }
+        }
+
+        impl ToSchema for $name {}
+    };
+}
+
+names_schema!(
+    /// An API a token can be allowed to call.
+    ApiName,
+    "An API a token can be allowed to call",
+    Api::ALL.map(Api::as_str)
+);
+names_schema!(
+    /// What kind of source a request touches.
+    SourceTypeName,
+    "What kind of source a request touches",
+    SourceType::ALL.map(SourceType::as_str)
+);
+names_schema!(
+    /// Why a request was refused.
+    ReasonName,
+    "Why the request was refused",
+    DenyReason::ALL.map(DenyReason::as_str)
+);
+names_schema!(
+    /// A data warehouse provider.
+    ProviderName,
+    "A data warehouse provider",
+    Provider::ALL.map(Provider::as_str)
+);
 
 /// A data source reachable through a connection.
 #[derive(Clone, Debug, Serialize, ToSchema)]
@@ -160,10 +195,6 @@ pub struct CreateTokenRequest {
     pub expiration_date: Option<String>,
 }
 
-impl Fields for CreateTokenRequest {
-    const FIELDS: &'static [&'static str] = &["name", "allowed_apis", "grants", "referers", "expiration_date"];
-}
-
 /// Changes to a token: each field present replaces the whole field.
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -191,10 +222,6 @@ pub struct UpdateTokenRequest {
     #[serde(default, deserialize_with = "double_option")]
     #[schema(value_type = Option<String>, format = DateTime)]
     pub expiration_date: Option<Option<serde_json::Value>>,
-}
-
-impl Fields for UpdateTokenRequest {
-    const FIELDS: &'static [&'static str] = &["name", "allowed_apis", "grants", "referers", "expiration_date"];
 }
 
 /// A page of the caller's tokens.
@@ -234,31 +261,13 @@ pub struct AuthorizeRequest {
     pub origin: Option<String>,
 }
 
-impl Fields for AuthorizeRequest {
-    const FIELDS: &'static [&'static str] =
-        &["token", "api", "connection_name", "source_type", "source", "referer", "origin"];
-}
-
-/// What kind of source a request touches.
-#[derive(ToSchema)]
-#[allow(dead_code)]
-pub enum SourceTypeName {
-    #[schema(rename = "table")]
-    Table,
-    #[schema(rename = "tileset")]
-    Tileset,
-    #[schema(rename = "query")]
-    Query,
-}
-
 /// The decision.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct AuthorizeResponse {
     /// Whether the request may proceed.
     pub allowed: bool,
-    /// Why not: `token_malformed`, `token_unknown`, `token_expired`,
-    /// `api_not_allowed`, `referer_missing`, `referer_not_allowed`,
-    /// `connection_not_granted` or `source_not_granted`; null when allowed.
+    /// Why not; null when allowed.
+    #[schema(value_type = Option<ReasonName>)]
     pub reason: Option<String>,
 }
 
@@ -267,8 +276,8 @@ pub struct AuthorizeResponse {
 pub struct ConnectionBody {
     /// The name to use in grants.
     pub name: String,
-    /// `bigquery`, `snowflake`, `redshift`, `postgres`, `databricks` or
-    /// `carto_dw`.
+    /// The warehouse behind it.
+    #[schema(value_type = ProviderName)]
     pub provider: String,
 }
 
@@ -307,6 +316,51 @@ mod tests {
         let body = br#"{"allowed_apis": ["sql"], "grants": [{"connection_name": "c"}]}"#;
         let Err(ApiError::Validation(details)) = decode::<CreateTokenRequest>(body) else { panic!("missing source") };
         assert_eq!((details[0].field.as_str(), details[0].code.as_str()), ("grants[0].source", "required"));
+    }
+
+    /// The fields a schema in the document declares that serde does not
+    /// read, and those serde reads that the schema does not declare.
+    fn drift(document: &serde_json::Value, schema: &str, serde: &[&str]) -> (Vec<String>, Vec<String>) {
+        let declared: Vec<String> = document["components"]["schemas"][schema]["properties"]
+            .as_object()
+            .map(|properties| properties.keys().cloned().collect())
+            .unwrap_or_default();
+        let only_declared = declared.iter().filter(|d| !serde.contains(&d.as_str())).cloned().collect();
+        let only_read = serde.iter().filter(|s| !declared.iter().any(|d| d == *s)).map(|s| (*s).to_owned()).collect();
+        (only_declared, only_read)
+    }
+
+    #[test]
+    fn the_document_declares_exactly_the_fields_serde_reads() {
+        use crate::body::fields_of;
+        let document = serde_json::to_value(crate::openapi()).unwrap();
+        for (schema, serde) in [
+            ("CreateTokenRequest", fields_of::<CreateTokenRequest>()),
+            ("UpdateTokenRequest", fields_of::<UpdateTokenRequest>()),
+            ("AuthorizeRequest", fields_of::<AuthorizeRequest>()),
+        ] {
+            assert!(!serde.is_empty(), "{schema}");
+            assert_eq!(drift(&document, schema, serde), (vec![], vec![]), "{schema}");
+        }
+        // A field serde reads but the document forgot is noticed.
+        let mut more = fields_of::<AuthorizeRequest>().to_vec();
+        more.push("dry_run");
+        assert_eq!(drift(&document, "AuthorizeRequest", &more).1, ["dry_run"]);
+    }
+
+    #[test]
+    fn wire_names_come_from_the_domain_lists() {
+        let document = serde_json::to_value(crate::openapi()).unwrap();
+        let names = |schema: &str| -> Vec<String> {
+            document["components"]["schemas"][schema]["enum"]
+                .as_array()
+                .map(|values| values.iter().filter_map(|v| v.as_str().map(str::to_owned)).collect())
+                .unwrap_or_default()
+        };
+        assert_eq!(names("ApiName"), Api::ALL.map(|a| a.as_str().to_owned()));
+        assert_eq!(names("SourceTypeName"), SourceType::ALL.map(|t| t.as_str().to_owned()));
+        assert_eq!(names("ReasonName"), DenyReason::ALL.map(|r| r.as_str().to_owned()));
+        assert_eq!(names("ProviderName"), Provider::ALL.map(|p| p.as_str().to_owned()));
     }
 
     #[test]

@@ -198,16 +198,7 @@ fn refusal_code(verdict: &Verdict) -> &'static str {
 fn refusal_message(verdict: &Verdict) -> String {
     match verdict {
         Verdict::Allowed(_) => String::new(),
-        Verdict::Denied(reason) => match reason.as_str() {
-            "token_malformed" => "the request carries no latchkey token, or not a well-formed one".into(),
-            "token_unknown" => "the token does not exist here (it may have been deleted)".into(),
-            "token_expired" => "the token has expired".into(),
-            "api_not_allowed" => "the token does not allow this API".into(),
-            "referer_missing" => "the token is restricted to websites and the request names none".into(),
-            "referer_not_allowed" => "the token does not allow requests from this website".into(),
-            "connection_not_granted" => "the token has no grant on this connection".into(),
-            _ => "the token does not grant this source to this API".into(),
-        },
+        Verdict::Denied(reason) => reason.message().to_owned(),
         Verdict::Unmappable(Unmappable::UnknownRequest) => "not a data API request that latchkey knows".into(),
         Verdict::Unmappable(Unmappable::MissingParameter(name)) => {
             format!("the request does not name its source (no {name} parameter)")

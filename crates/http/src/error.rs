@@ -55,8 +55,6 @@ pub enum ApiError {
     InvalidRequest(String),
     /// 400 `validation_failed`: fields are wrong; each is listed.
     Validation(Vec<Detail>),
-    /// 400 `expiration_immutable`.
-    ExpirationImmutable,
     /// 401 `unauthorized`.
     Unauthorized,
     /// 404 `not_found`.
@@ -65,12 +63,10 @@ pub enum ApiError {
     MethodNotAllowed,
     /// 408 `timeout`.
     Timeout,
-    /// 409 `name_taken`.
-    NameTaken,
-    /// 409 `too_many_tokens`.
-    TooManyTokens(u64),
-    /// 412 `precondition_failed`.
-    PreconditionFailed,
+    /// A token use case's refusal: its status and code are chosen here,
+    /// its message is the use case's own (one sentence per code, written
+    /// once, in `latchkey_app::TokenError`).
+    Token(TokenError),
     /// 413 `payload_too_large`.
     PayloadTooLarge,
     /// 415 `unsupported_media_type`.
@@ -97,14 +93,24 @@ impl ApiError {
         match self {
             ApiError::InvalidRequest(_) => (StatusCode::BAD_REQUEST, "invalid_request"),
             ApiError::Validation(_) => (StatusCode::BAD_REQUEST, "validation_failed"),
-            ApiError::ExpirationImmutable => (StatusCode::BAD_REQUEST, "expiration_immutable"),
             ApiError::Unauthorized => (StatusCode::UNAUTHORIZED, "unauthorized"),
             ApiError::NotFound => (StatusCode::NOT_FOUND, "not_found"),
             ApiError::MethodNotAllowed => (StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed"),
             ApiError::Timeout => (StatusCode::REQUEST_TIMEOUT, "timeout"),
-            ApiError::NameTaken => (StatusCode::CONFLICT, "name_taken"),
-            ApiError::TooManyTokens(_) => (StatusCode::CONFLICT, "too_many_tokens"),
-            ApiError::PreconditionFailed => (StatusCode::PRECONDITION_FAILED, "precondition_failed"),
+            ApiError::Token(error) => match error {
+                TokenError::NotFound => (StatusCode::NOT_FOUND, "not_found"),
+                TokenError::NameTaken => (StatusCode::CONFLICT, "name_taken"),
+                TokenError::TooManyTokens { .. } => (StatusCode::CONFLICT, "too_many_tokens"),
+                TokenError::ExpirationImmutable => (StatusCode::BAD_REQUEST, "expiration_immutable"),
+                TokenError::PreconditionFailed => (StatusCode::PRECONDITION_FAILED, "precondition_failed"),
+                // Retryable: other writers kept winning the race.
+                TokenError::Contended => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
+                // Made into other variants by `From<TokenError>`.
+                TokenError::Invalid(_) => (StatusCode::BAD_REQUEST, "validation_failed"),
+                TokenError::Backend(_) | TokenError::Random(_) | TokenError::Seal(_) => {
+                    (StatusCode::INTERNAL_SERVER_ERROR, "internal")
+                }
+            },
             ApiError::PayloadTooLarge => (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large"),
             ApiError::UnsupportedMediaType => (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type"),
             ApiError::RateLimited(_) => (StatusCode::TOO_MANY_REQUESTS, "rate_limited"),
@@ -119,14 +125,11 @@ impl ApiError {
         match self {
             ApiError::InvalidRequest(message) => message.clone(),
             ApiError::Validation(_) => "the request has invalid fields; see details".into(),
-            ApiError::ExpirationImmutable => "the expiration date can only be set when a token is created".into(),
             ApiError::Unauthorized => "a valid bearer credential is required".into(),
             ApiError::NotFound => "not found".into(),
             ApiError::MethodNotAllowed => "this method is not allowed on this path".into(),
             ApiError::Timeout => "the request took too long".into(),
-            ApiError::NameTaken => "you already have a token with this name".into(),
-            ApiError::TooManyTokens(limit) => format!("you have {limit} tokens, the most allowed; delete one first"),
-            ApiError::PreconditionFailed => "the token changed since you read it (If-Match does not match)".into(),
+            ApiError::Token(error) => error.to_string(),
             ApiError::PayloadTooLarge => "the request body is too large".into(),
             ApiError::UnsupportedMediaType => "the request body must be JSON (Content-Type: application/json)".into(),
             ApiError::RateLimited(_) => "too many failed authentications from your address; wait and try again".into(),
@@ -192,13 +195,14 @@ impl From<TokenError> for ApiError {
     fn from(error: TokenError) -> Self {
         match error {
             TokenError::Invalid(issues) => ApiError::Validation(issues.into_iter().map(Detail::from).collect()),
-            TokenError::NotFound => ApiError::NotFound,
-            TokenError::NameTaken => ApiError::NameTaken,
-            TokenError::ExpirationImmutable => ApiError::ExpirationImmutable,
-            TokenError::PreconditionFailed => ApiError::PreconditionFailed,
-            TokenError::TooManyTokens { limit } => ApiError::TooManyTokens(limit),
             TokenError::Backend(e) => e.into(),
-            other => ApiError::Internal(other.to_string()),
+            TokenError::Random(_) | TokenError::Seal(_) => ApiError::Internal(error.to_string()),
+            refusal @ (TokenError::NotFound
+            | TokenError::NameTaken
+            | TokenError::ExpirationImmutable
+            | TokenError::PreconditionFailed
+            | TokenError::TooManyTokens { .. }
+            | TokenError::Contended) => ApiError::Token(refusal),
         }
     }
 }

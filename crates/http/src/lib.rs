@@ -79,7 +79,6 @@ pub fn app(services: Services) -> Router {
     let limiter = Arc::new(guard::FailureLimiter::new(&limits.rate));
     let (api, _) = openapi::router().split_for_parts();
     let router = api
-        .merge(openapi::document_route())
         .merge(openapi::forward_auth_prefix_route())
         .with_state(services)
         .layer(axum::middleware::from_fn_with_state((limiter, None), guard::limit_failures))

@@ -3,7 +3,6 @@
 //! route can be missing from the document.
 
 use axum::Json;
-use axum::routing::get;
 use utoipa::openapi::OpenApi as Document;
 use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
 use utoipa::{Modify, OpenApi};
@@ -58,18 +57,20 @@ pub(crate) fn router() -> OpenApiRouter<Services> {
         .routes(routes!(web::script))
         .routes(routes!(web::style))
         .routes(routes!(enforce::forward_auth))
+        .routes(routes!(openapi_document))
+}
+
+/// This OpenAPI 3.1 document.
+#[utoipa::path(get, path = "/v3/openapi.json", tag = "system", responses((status = 200, description = "The document")))]
+async fn openapi_document() -> Json<Document> {
+    static DOCUMENT: std::sync::OnceLock<Document> = std::sync::OnceLock::new();
+    Json(DOCUMENT.get_or_init(openapi).clone())
 }
 
 /// The document, as served at `/v3/openapi.json`.
 #[must_use]
 pub fn openapi() -> Document {
     let (_, mut document) = router().split_for_parts();
-    let serve_document = utoipa::openapi::path::OperationBuilder::new()
-        .tag("system")
-        .summary(Some("This OpenAPI 3.1 document"))
-        .response("200", utoipa::openapi::ResponseBuilder::new().description("The document"))
-        .build();
-    document.paths.add_path_operation("/v3/openapi.json", vec![utoipa::openapi::HttpMethod::Get], serve_document);
     add_links(&mut document);
     add_forward_auth_prefix(&mut document);
     document
@@ -85,9 +86,20 @@ const FORWARDED_METHODS: [utoipa::openapi::HttpMethod; 6] = [
     utoipa::openapi::HttpMethod::Options,
 ];
 
+/// The one route utoipa cannot declare from a handler: a wildcard path.
 /// Envoy's `ext_authz` (with `path_prefix`) sends the original path after
-/// the prefix and the original method, rather than headers: the same check,
-/// routed by a wildcard.
+/// the prefix and the original method, rather than headers: the same check.
+/// The router and the document both read it here.
+struct WildcardRoute {
+    /// The path as axum matches it.
+    routed: &'static str,
+    /// The path as the document shows it.
+    documented: &'static str,
+}
+
+const FORWARD_AUTH_PREFIX: WildcardRoute =
+    WildcardRoute { routed: "/v3/forward-auth/{*path}", documented: "/v3/forward-auth/{path}" };
+
 fn add_forward_auth_prefix(document: &mut Document) {
     use utoipa::openapi::path::{OperationBuilder, ParameterBuilder, ParameterIn};
     let operation = OperationBuilder::new()
@@ -116,25 +128,25 @@ fn add_forward_auth_prefix(document: &mut Document) {
         )
         .response("503", utoipa::openapi::ResponseBuilder::new().description("Storage unavailable: refuse"))
         .build();
-    document.paths.add_path_operation("/v3/forward-auth/{path}", FORWARDED_METHODS.to_vec(), operation);
+    document.paths.add_path_operation(FORWARD_AUTH_PREFIX.documented, FORWARDED_METHODS.to_vec(), operation);
 }
 
 /// The wildcard route of [`add_forward_auth_prefix`].
 pub(crate) fn forward_auth_prefix_route() -> axum::Router<Services> {
     use axum::routing::{MethodFilter, on};
-    let methods = MethodFilter::GET
-        .or(MethodFilter::POST)
-        .or(MethodFilter::PUT)
-        .or(MethodFilter::PATCH)
-        .or(MethodFilter::DELETE)
-        .or(MethodFilter::OPTIONS);
-    axum::Router::new().route("/v3/forward-auth/{*path}", on(methods, enforce::forward_auth))
-}
-
-/// The route that serves the document.
-pub(crate) fn document_route() -> axum::Router<Services> {
-    let document = openapi();
-    axum::Router::new().route("/v3/openapi.json", get(move || std::future::ready(Json(document.clone()))))
+    use utoipa::openapi::HttpMethod;
+    let filter = |method: &HttpMethod| match method {
+        HttpMethod::Get => MethodFilter::GET,
+        HttpMethod::Post => MethodFilter::POST,
+        HttpMethod::Put => MethodFilter::PUT,
+        HttpMethod::Patch => MethodFilter::PATCH,
+        HttpMethod::Delete => MethodFilter::DELETE,
+        HttpMethod::Options => MethodFilter::OPTIONS,
+        HttpMethod::Head => MethodFilter::HEAD,
+        HttpMethod::Trace => MethodFilter::TRACE,
+    };
+    let methods = FORWARDED_METHODS.iter().map(filter).reduce(MethodFilter::or).unwrap_or(MethodFilter::GET);
+    axum::Router::new().route(FORWARD_AUTH_PREFIX.routed, on(methods, enforce::forward_auth))
 }
 
 /// Links from a created token to what can be done with it, so that clients

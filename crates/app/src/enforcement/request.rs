@@ -350,22 +350,64 @@ fn single<'a>(values: &[&'a str], name: &'static str) -> Result<Option<&'a str>,
     }
 }
 
-fn body_format(content_type: &str) -> Result<BodyFormat, Ambiguity> {
-    let mut parts = content_type.split(';');
-    let media = parts.next().unwrap_or("").trim();
-    for parameter in parts {
-        let (name, value) = parameter.split_once('=').ok_or(Ambiguity::UnsupportedContentType)?;
-        let value = value.trim().trim_matches('"');
-        if !name.trim().eq_ignore_ascii_case("charset") || !value.eq_ignore_ascii_case("utf-8") {
-            return Err(Ambiguity::UnsupportedContentType);
+/// A `Content-Type` value, parsed: the one parser of media types, for
+/// the management API and for data API requests alike (each applies its
+/// own policy to the result).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MediaType {
+    /// `type/subtype`, in lower case.
+    essence: String,
+    /// The `charset` parameter, in lower case.
+    charset: Option<String>,
+    /// Whether it has parameters other than `charset`.
+    other_parameters: bool,
+}
+
+impl MediaType {
+    /// Parses `type/subtype[; name=value]…`; `None` for anything else.
+    #[must_use]
+    pub fn parse(value: &str) -> Option<Self> {
+        let mut parts = value.split(';');
+        let essence = parts.next()?.trim().to_ascii_lowercase();
+        let (kind, subtype) = essence.split_once('/')?;
+        let token =
+            |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_alphanumeric() || b"!#$&^_.+-".contains(&b));
+        if !token(kind) || !token(subtype) {
+            return None;
         }
+        let mut charset = None;
+        let mut other_parameters = false;
+        for parameter in parts {
+            let (name, value) = parameter.split_once('=')?;
+            if name.trim().eq_ignore_ascii_case("charset") && charset.is_none() {
+                charset = Some(value.trim().trim_matches('"').to_ascii_lowercase());
+            } else {
+                other_parameters = true;
+            }
+        }
+        Some(Self { essence, charset, other_parameters })
     }
-    if media.eq_ignore_ascii_case("application/json") {
-        Ok(BodyFormat::Json)
-    } else if media.eq_ignore_ascii_case("application/x-www-form-urlencoded") {
-        Ok(BodyFormat::Form)
-    } else {
-        Err(Ambiguity::UnsupportedContentType)
+
+    /// JSON or a JSON-based type (`application/…+json`).
+    #[must_use]
+    pub fn is_json_family(&self) -> bool {
+        self.essence == "application/json"
+            || (self.essence.starts_with("application/") && self.essence.ends_with("+json"))
+    }
+}
+
+/// The format of a data API request's body: exactly JSON or a form, in
+/// UTF-8, since frameworks differ on everything else (`+json`, other
+/// charsets, parameters).
+fn body_format(content_type: &str) -> Result<BodyFormat, Ambiguity> {
+    let media = MediaType::parse(content_type).ok_or(Ambiguity::UnsupportedContentType)?;
+    if media.other_parameters || media.charset.as_deref().is_some_and(|charset| charset != "utf-8") {
+        return Err(Ambiguity::UnsupportedContentType);
+    }
+    match media.essence.as_str() {
+        "application/json" => Ok(BodyFormat::Json),
+        "application/x-www-form-urlencoded" => Ok(BodyFormat::Form),
+        _ => Err(Ambiguity::UnsupportedContentType),
     }
 }
 
