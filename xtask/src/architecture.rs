@@ -23,22 +23,29 @@ pub fn workspace_root() -> PathBuf {
     manifest_dir.parent().map_or(manifest_dir.clone(), PathBuf::from)
 }
 
-/// `crate -> crates it must not depend on`, from the document.
-pub fn rules(document: &str) -> Result<BTreeMap<String, Vec<String>>> {
+/// The lines of the fenced block `name` of the document, comments and
+/// blank lines left out, each split at `separator` into a crate and a list.
+fn block_lines(document: &str, name: &str, separator: &str) -> Result<Vec<(String, Vec<String>)>> {
     let block = document
-        .split("```dependency-rules")
+        .split(&format!("```{name}"))
         .nth(1)
         .and_then(|rest| rest.split("```").next())
-        .context("docs/architecture.md has no ```dependency-rules block")?;
-    let mut rules = BTreeMap::new();
-    for line in block.lines().map(str::trim).filter(|l| !l.is_empty() && !l.starts_with('#')) {
-        let Some((krate, forbidden)) = line.split_once("must not depend on") else {
-            bail!("cannot read the rule {line:?}");
-        };
-        let forbidden = forbidden.split([',', ' ']).filter(|s| !s.is_empty()).map(str::to_owned).collect();
-        rules.insert(krate.trim().to_owned(), forbidden);
-    }
-    Ok(rules)
+        .with_context(|| format!("docs/architecture.md has no ```{name} block"))?;
+    block
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        .map(|line| {
+            let (krate, list) = line.split_once(separator).with_context(|| format!("cannot read {line:?}"))?;
+            let list = list.split([',', ' ']).filter(|s| !s.is_empty()).map(str::to_owned).collect();
+            Ok((krate.trim().to_owned(), list))
+        })
+        .collect()
+}
+
+/// `crate -> crates it must not depend on`, from the document.
+pub fn rules(document: &str) -> Result<BTreeMap<String, Vec<String>>> {
+    Ok(block_lines(document, "dependency-rules", "must not depend on")?.into_iter().collect())
 }
 
 /// Every package `krate` reaches through normal dependencies, by name, with
@@ -65,20 +72,10 @@ pub fn normal_closure(krate: &str) -> Result<BTreeSet<String>> {
 /// `crate -> workspace crates it may depend on directly`, from the
 /// document's `workspace-edges` block (`crate: a, b`; `crate:` for none).
 pub fn allowed_edges(document: &str) -> Result<BTreeMap<String, BTreeSet<String>>> {
-    let block = document
-        .split("```workspace-edges")
-        .nth(1)
-        .and_then(|rest| rest.split("```").next())
-        .context("docs/architecture.md has no ```workspace-edges block")?;
-    let mut edges = BTreeMap::new();
-    for line in block.lines().map(str::trim).filter(|l| !l.is_empty() && !l.starts_with('#')) {
-        let Some((krate, allowed)) = line.split_once(':') else {
-            bail!("cannot read the edge list {line:?}");
-        };
-        let allowed = allowed.split([',', ' ']).filter(|s| !s.is_empty()).map(str::to_owned).collect();
-        edges.insert(krate.trim().to_owned(), allowed);
-    }
-    Ok(edges)
+    Ok(block_lines(document, "workspace-edges", ":")?
+        .into_iter()
+        .map(|(krate, allowed)| (krate, allowed.into_iter().collect()))
+        .collect())
 }
 
 fn cargo_tree(args: &[&str]) -> Result<BTreeSet<String>> {

@@ -63,9 +63,9 @@ fn on_worker_stack<T: Send + 'static>(work: impl FnOnce() -> T + Send + 'static)
     std::thread::Builder::new().stack_size(WORKER_STACK).spawn(work).unwrap().join().expect("the thread overflowed")
 }
 
-fn request(provider_connection: &'static str, sql: String) -> Result<(), DenyReason> {
-    let policy = policy(&["sql"], vec![grant(provider_connection, "SELECT 1")], &[], None);
-    let target = Target { connection: provider_connection, source_type: SourceType::Query, source: &sql };
+fn request(connection: &str, sql: String) -> Result<(), DenyReason> {
+    let policy = policy(&["sql"], vec![grant(connection, "SELECT 1")], &[], None);
+    let target = Target { connection, source_type: SourceType::Query, source: &sql };
     decide(&policy, &AccessRequest::new(Api::Sql, Some(target), None, None).unwrap(), now())
 }
 
@@ -86,19 +86,13 @@ fn chains_at_the_caps_are_read_parsed_and_dropped_on_a_worker_stack() {
 
 #[test]
 fn floods_past_the_caps_are_refused_as_grants_and_requests() {
-    let connections = [
-        ("carto_dw", Provider::CartoDw),
-        ("bq", Provider::Bigquery),
-        ("pg", Provider::Postgres),
-        ("snow", Provider::Snowflake),
-        ("rs", Provider::Redshift),
-        ("dbx", Provider::Databricks),
-    ];
-    for (connection, provider) in connections {
+    for connection in support::connections() {
+        let provider = connection.provider;
         for (name, sql, refusal) in floods() {
             assert!(sql.len() <= 64 * 1024, "{name} fits in the body limit");
+            let connection = connection.name.to_string();
             let (key, grant, decision) = on_worker_stack(move || {
-                (QueryKey::new(&sql, provider), Source::new(&sql, provider).map(|_| ()), request(connection, sql))
+                (QueryKey::new(&sql, provider), Source::new(&sql, provider).map(|_| ()), request(&connection, sql))
             });
             assert_eq!(key.err(), Some(refusal), "{provider}, {name}");
             assert!(grant.is_err(), "{provider}, {name}: a grant");

@@ -76,18 +76,6 @@ pub struct ServeArgs {
     /// seconds: the backstop if a change notification is ever missed.
     #[arg(long, env = "LATCHKEY_CACHE_TTL_SECONDS", default_value_t = 300)]
     pub cache_ttl_seconds: u64,
-    /// Failed authentications (bad user keys or JWTs, unknown or malformed
-    /// token values) one client address may make per minute, sustained.
-    #[arg(long, env = "LATCHKEY_AUTH_FAILURES_PER_MINUTE", default_value_t = 600)]
-    pub auth_failures_per_minute: u32,
-    /// Failed authentications one client address may make at once.
-    #[arg(long, env = "LATCHKEY_AUTH_FAILURE_BURST", default_value_t = 100)]
-    pub auth_failure_burst: u32,
-    /// Addresses or ranges never rate limited, comma-separated (the data
-    /// services that call /v3/authorize for many end users), e.g.
-    /// 10.0.0.0/8,192.0.2.7.
-    #[arg(long, env = "LATCHKEY_RATE_LIMIT_EXEMPT", value_delimiter = ',')]
-    pub rate_limit_exempt: Vec<latchkey_http::IpRange>,
     #[command(flatten)]
     pub network: NetworkArgs,
     /// How often recorded token uses are written, in milliseconds.
@@ -110,9 +98,23 @@ fn parse_org(raw: &str) -> Result<OrgName, String> {
     OrgName::new(raw).map_err(|error| format!("the org {error}"))
 }
 
-/// Where clients come from, and how long and how many of them are served.
+/// Where clients come from, how long and how many of them are served, and
+/// how many failures they may make: the same for `serve` and the gateway.
 #[derive(Debug, Args)]
 pub struct NetworkArgs {
+    /// Failed authentications (bad user keys or JWTs, unknown, malformed or
+    /// expired token values) one client address may make per minute,
+    /// sustained, on each surface.
+    #[arg(long, env = "LATCHKEY_AUTH_FAILURES_PER_MINUTE", default_value_t = 600)]
+    pub auth_failures_per_minute: u32,
+    /// Failed authentications one client address may make at once.
+    #[arg(long, env = "LATCHKEY_AUTH_FAILURE_BURST", default_value_t = 100)]
+    pub auth_failure_burst: u32,
+    /// Addresses or ranges never rate limited, comma-separated (the data
+    /// services that call /v3/authorize for many end users), e.g.
+    /// 10.0.0.0/8,192.0.2.7.
+    #[arg(long, env = "LATCHKEY_RATE_LIMIT_EXEMPT", value_delimiter = ',')]
+    pub rate_limit_exempt: Vec<latchkey_http::IpRange>,
     /// Proxies in front, comma-separated addresses or ranges: behind them,
     /// the client is the rightmost address in X-Forwarded-For that is not
     /// one of them (for rate limiting).
@@ -128,6 +130,15 @@ pub struct NetworkArgs {
 }
 
 impl NetworkArgs {
+    pub fn rate_limits(&self) -> latchkey_http::RateLimits {
+        latchkey_http::RateLimits {
+            failures_per_minute: self.auth_failures_per_minute,
+            burst: self.auth_failure_burst,
+            exempt: self.rate_limit_exempt.clone(),
+            trusted_proxies: self.trusted_proxies.clone(),
+        }
+    }
+
     pub fn connection_limits(&self) -> latchkey_http::server::ConnectionLimits {
         latchkey_http::server::ConnectionLimits {
             max_connections: self.max_connections,
@@ -226,16 +237,6 @@ pub struct GatewayArgs {
     /// How long the upstream may take to start answering, in seconds.
     #[arg(long, env = "LATCHKEY_UPSTREAM_TIMEOUT_SECONDS", default_value_t = 30)]
     pub upstream_timeout_seconds: u64,
-    /// Failed tokens (malformed, unknown, expired) one client address may
-    /// send per minute, sustained.
-    #[arg(long, env = "LATCHKEY_AUTH_FAILURES_PER_MINUTE", default_value_t = 600)]
-    pub auth_failures_per_minute: u32,
-    /// Failed tokens one client address may send at once.
-    #[arg(long, env = "LATCHKEY_AUTH_FAILURE_BURST", default_value_t = 100)]
-    pub auth_failure_burst: u32,
-    /// Addresses or ranges never rate limited, comma-separated.
-    #[arg(long, env = "LATCHKEY_RATE_LIMIT_EXEMPT", value_delimiter = ',')]
-    pub rate_limit_exempt: Vec<latchkey_http::IpRange>,
     /// The most tokens the authorize cache keeps (PostgreSQL only); 0 turns
     /// it off.
     #[arg(long, env = "LATCHKEY_CACHE_CAPACITY", default_value_t = 100_000)]

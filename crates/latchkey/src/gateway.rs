@@ -10,7 +10,6 @@ use anyhow::{Context, Result, bail};
 use axum::http::Uri;
 use latchkey_app::{Authorizer, Enforcer, UsageRecorder};
 use latchkey_clock::SystemClock;
-use latchkey_http::RateLimits;
 use latchkey_http::gateway::GatewaySettings;
 
 use crate::cli::GatewayArgs;
@@ -43,12 +42,7 @@ pub async fn run(args: GatewayArgs) -> Result<()> {
         body_limit: args.max_body_bytes,
         request_timeout: Duration::from_secs(args.request_timeout_seconds.max(1)),
         upstream_timeout: Duration::from_secs(args.upstream_timeout_seconds.max(1)),
-        rate: RateLimits {
-            failures_per_minute: args.auth_failures_per_minute,
-            burst: args.auth_failure_burst,
-            exempt: args.rate_limit_exempt.clone(),
-            trusted_proxies: args.network.trusted_proxies.clone(),
-        },
+        rate: args.network.rate_limits(),
     };
     let readiness = Arc::new(latchkey_app::Readiness::new(stores.health.clone()));
     let app = latchkey_http::gateway::app(enforcer, readiness, settings);

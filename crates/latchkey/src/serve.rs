@@ -12,7 +12,7 @@ use latchkey_app::{
     UserService,
 };
 use latchkey_clock::SystemClock;
-use latchkey_http::{ForwardAuth, Limits, RateLimits, Services};
+use latchkey_http::{ForwardAuth, Limits, Services};
 use latchkey_ports::Clock;
 
 use crate::cli::ServeArgs;
@@ -69,12 +69,7 @@ pub async fn run(args: ServeArgs) -> Result<()> {
         limits: Arc::new(Limits {
             body_bytes: args.max_body_bytes,
             request_timeout: Duration::from_secs(args.request_timeout_seconds),
-            rate: RateLimits {
-                failures_per_minute: args.auth_failures_per_minute,
-                burst: args.auth_failure_burst,
-                exempt: args.rate_limit_exempt.clone(),
-                trusted_proxies: args.network.trusted_proxies.clone(),
-            },
+            rate: args.network.rate_limits(),
         }),
         forward_auth,
     };
