@@ -127,17 +127,7 @@ async fn every_denial_reason_through_authorize() {
 
     let base = json!({"token": value, "api": "maps", "connection_name": "carto_dw", "source_type": "tileset",
         "source": "project.dataset.roads", "referer": "https://app.example.com/"});
-    let with = |changes: Value| {
-        let mut request = base.clone();
-        for (k, v) in changes.as_object().unwrap() {
-            if v.is_null() {
-                request.as_object_mut().unwrap().remove(k);
-            } else {
-                request[k] = v.clone();
-            }
-        }
-        request
-    };
+    let with = |changes: Value| latchkey_testkit::changed(&base, &changes);
     let cases = [
         (with(json!({})), None),
         (with(json!({"token": "latchkey_tk_thisIsNotAToken"})), Some("token_malformed")),

@@ -37,6 +37,17 @@ verbs:
   architecture         check the crate dependency rules of docs/architecture.md
 ";
 
+/// The only option of `fuzz` and `schemathesis`: `--seconds N`, or
+/// `default` without it.
+fn seconds_option(args: impl Iterator<Item = String>, default: u32) -> Result<u32> {
+    let rest: Vec<String> = args.collect();
+    match rest.iter().map(String::as_str).collect::<Vec<_>>().as_slice() {
+        [] => Ok(default),
+        ["--seconds", n] => n.parse().context("--seconds takes a number"),
+        _ => bail!("unknown options {rest:?}\n{USAGE}"),
+    }
+}
+
 fn main() -> Result<()> {
     let mut args = env::args().skip(1);
     match args.next().as_deref() {
@@ -60,24 +71,8 @@ fn main() -> Result<()> {
             };
             bench(quick)
         }
-        Some("schemathesis") => {
-            let rest: Vec<String> = args.collect();
-            let seconds = match rest.iter().map(String::as_str).collect::<Vec<_>>().as_slice() {
-                [] => 90,
-                ["--seconds", n] => n.parse().context("--seconds takes a number")?,
-                _ => bail!("unknown options {rest:?}\n{USAGE}"),
-            };
-            api_conformance::schemathesis(seconds)
-        }
-        Some("fuzz") => {
-            let rest: Vec<String> = args.collect();
-            let seconds = match rest.iter().map(String::as_str).collect::<Vec<_>>().as_slice() {
-                [] => 60,
-                ["--seconds", n] => n.parse().context("--seconds takes a number")?,
-                _ => bail!("unknown options {rest:?}\n{USAGE}"),
-            };
-            fuzz::fuzz(seconds)
-        }
+        Some("schemathesis") => api_conformance::schemathesis(seconds_option(args, 90)?),
+        Some("fuzz") => fuzz::fuzz(seconds_option(args, 60)?),
         Some("architecture") => {
             let broken = architecture::broken_rules()?;
             if broken.is_empty() {

@@ -71,6 +71,7 @@ async fn openapi_document() -> Json<Document> {
 #[must_use]
 pub fn openapi() -> Document {
     let (_, mut document) = router().split_for_parts();
+    add_shared_responses(&mut document);
     add_links(&mut document);
     add_forward_auth_prefix(&mut document);
     document
@@ -147,6 +148,76 @@ pub(crate) fn forward_auth_prefix_route() -> axum::Router<Services> {
     };
     let methods = FORWARDED_METHODS.iter().map(filter).reduce(MethodFilter::or).unwrap_or(MethodFilter::GET);
     axum::Router::new().route(FORWARD_AUTH_PREFIX.routed, on(methods, enforce::forward_auth))
+}
+
+/// The answers every operation of a kind can give, written once here
+/// rather than on each handler: a bearer-protected operation can be refused
+/// its credential (401), limited after failed authentications (429) and
+/// find storage down (503); an operation with a JSON body can get a body
+/// too large (413) or not JSON (415). A handler's own description of one of
+/// these statuses wins.
+fn add_shared_responses(document: &mut Document) {
+    use utoipa::openapi::security::SecurityRequirement;
+    use utoipa::openapi::{
+        ContentBuilder, HeaderBuilder, KnownFormat, ObjectBuilder, Ref, RefOr, ResponseBuilder, SchemaFormat, Type,
+    };
+    let error = |description: &str| {
+        ResponseBuilder::new()
+            .description(description)
+            .content("application/json", ContentBuilder::new().schema(Some(Ref::from_schema_name("ErrorBody"))).build())
+    };
+    let built = |builder: utoipa::openapi::ResponseBuilder| RefOr::T(builder.build());
+    let bearer = SecurityRequirement::new("bearer", Vec::<String>::new());
+    let retry_after = HeaderBuilder::new()
+        .schema(Some(
+            ObjectBuilder::new()
+                .schema_type(Type::Integer)
+                .format(Some(SchemaFormat::KnownFormat(KnownFormat::Int64)))
+                .minimum(Some(0)),
+        ))
+        .description(Some("Seconds to wait"))
+        .build();
+    let shared_bearer = [
+        ("401", built(error("No valid bearer credential"))),
+        (
+            "429",
+            built(
+                error("Too many failed authentications from this address (`rate_limited`); see Retry-After")
+                    .header("Retry-After", retry_after),
+            ),
+        ),
+        ("503", built(error("Storage unavailable"))),
+    ];
+    let shared_body = [("413", built(error("Body too large"))), ("415", built(error("Not JSON")))];
+    for item in document.paths.paths.values_mut() {
+        for operation in operations(item) {
+            let guarded = operation.security.as_ref().is_some_and(|all| all.contains(&bearer));
+            let shared = guarded
+                .then_some(shared_bearer.iter())
+                .into_iter()
+                .flatten()
+                .chain(operation.request_body.is_some().then_some(shared_body.iter()).into_iter().flatten());
+            for (status, response) in shared {
+                operation.responses.responses.entry((*status).to_owned()).or_insert_with(|| response.clone());
+            }
+        }
+    }
+}
+
+/// Every operation of one path.
+fn operations(item: &mut utoipa::openapi::PathItem) -> impl Iterator<Item = &mut utoipa::openapi::path::Operation> {
+    [
+        &mut item.get,
+        &mut item.put,
+        &mut item.post,
+        &mut item.delete,
+        &mut item.options,
+        &mut item.head,
+        &mut item.patch,
+        &mut item.trace,
+    ]
+    .into_iter()
+    .filter_map(Option::as_mut)
 }
 
 /// Links from a created token to what can be done with it, so that clients

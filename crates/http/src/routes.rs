@@ -68,13 +68,7 @@ fn decode_cursor(text: &str) -> Option<Cursor> {
         (status = 201, description = "Created", body = TokenBody,
             headers(("ETag" = String, description = "The token's version, for If-Match"))),
         (status = 400, description = "Invalid JSON or fields (`invalid_request`, `validation_failed`)", body = ErrorBody),
-        (status = 401, description = "No valid bearer credential", body = ErrorBody),
         (status = 409, description = "`name_taken`, or `too_many_tokens`", body = ErrorBody),
-        (status = 413, description = "Body too large", body = ErrorBody),
-        (status = 415, description = "Not JSON", body = ErrorBody),
-        (status = 429, description = "Too many failed authentications from this address (`rate_limited`); see Retry-After", body = ErrorBody,
-            headers(("Retry-After" = u64, description = "Seconds to wait"))),
-        (status = 503, description = "Storage unavailable", body = ErrorBody),
     )
 )]
 pub async fn create_token(
@@ -113,10 +107,6 @@ pub async fn create_token(
     responses(
         (status = 200, description = "A page of tokens", body = TokenPage),
         (status = 400, description = "Bad `limit` or `cursor`", body = ErrorBody),
-        (status = 401, description = "No valid bearer credential", body = ErrorBody),
-        (status = 429, description = "Too many failed authentications from this address (`rate_limited`); see Retry-After", body = ErrorBody,
-            headers(("Retry-After" = u64, description = "Seconds to wait"))),
-        (status = 503, description = "Storage unavailable", body = ErrorBody),
     )
 )]
 pub async fn list_tokens(
@@ -158,11 +148,7 @@ pub async fn list_tokens(
     responses(
         (status = 200, description = "The token", body = TokenBody,
             headers(("ETag" = String, description = "The token's version, for If-Match"))),
-        (status = 401, description = "No valid bearer credential", body = ErrorBody),
         (status = 404, description = "No such token of the caller's (another user's token is not found either)", body = ErrorBody),
-        (status = 429, description = "Too many failed authentications from this address (`rate_limited`); see Retry-After", body = ErrorBody,
-            headers(("Retry-After" = u64, description = "Seconds to wait"))),
-        (status = 503, description = "Storage unavailable", body = ErrorBody),
     )
 )]
 pub async fn get_token(
@@ -187,15 +173,9 @@ pub async fn get_token(
         (status = 200, description = "The updated token", body = TokenBody,
             headers(("ETag" = String, description = "The token's new version"))),
         (status = 400, description = "`invalid_request`, `validation_failed` or `expiration_immutable`", body = ErrorBody),
-        (status = 401, description = "No valid bearer credential", body = ErrorBody),
         (status = 404, description = "No such token of the caller's", body = ErrorBody),
         (status = 409, description = "`name_taken`", body = ErrorBody),
         (status = 412, description = "`If-Match` does not match the current version", body = ErrorBody),
-        (status = 413, description = "Body too large", body = ErrorBody),
-        (status = 415, description = "Not JSON", body = ErrorBody),
-        (status = 429, description = "Too many failed authentications from this address (`rate_limited`); see Retry-After", body = ErrorBody,
-            headers(("Retry-After" = u64, description = "Seconds to wait"))),
-        (status = 503, description = "Storage unavailable", body = ErrorBody),
     )
 )]
 pub async fn update_token(
@@ -229,12 +209,8 @@ pub async fn update_token(
     security(("bearer" = [])),
     responses(
         (status = 204, description = "Deleted"),
-        (status = 401, description = "No valid bearer credential", body = ErrorBody),
         (status = 404, description = "No such token of the caller's", body = ErrorBody),
         (status = 412, description = "`If-Match` does not match the current version", body = ErrorBody),
-        (status = 429, description = "Too many failed authentications from this address (`rate_limited`); see Retry-After", body = ErrorBody,
-            headers(("Retry-After" = u64, description = "Seconds to wait"))),
-        (status = 503, description = "Storage unavailable", body = ErrorBody),
     )
 )]
 pub async fn delete_token(
@@ -256,8 +232,6 @@ pub async fn delete_token(
     responses(
         (status = 200, description = "The decision", body = AuthorizeResponse),
         (status = 400, description = "A malformed request (unknown API, missing source for a data API…)", body = ErrorBody),
-        (status = 413, description = "Body too large", body = ErrorBody),
-        (status = 415, description = "Not JSON", body = ErrorBody),
         (status = 429, description = "Too many unknown or malformed token values from this address (`rate_limited`): treat as refused; see Retry-After",
             body = ErrorBody, headers(("Retry-After" = u64, description = "Seconds to wait"))),
         (status = 503, description = "Storage unavailable: treat as refused", body = ErrorBody),
@@ -324,10 +298,6 @@ pub async fn authorize(
     security(("bearer" = [])),
     responses(
         (status = 200, description = "The connections", body = ConnectionList),
-        (status = 401, description = "No valid bearer credential", body = ErrorBody),
-        (status = 429, description = "Too many failed authentications from this address (`rate_limited`); see Retry-After", body = ErrorBody,
-            headers(("Retry-After" = u64, description = "Seconds to wait"))),
-        (status = 503, description = "Storage unavailable", body = ErrorBody),
     )
 )]
 pub async fn connections(

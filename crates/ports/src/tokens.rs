@@ -27,6 +27,29 @@ pub struct Page {
     pub next: Option<Cursor>,
 }
 
+impl Page {
+    /// How many rows a store reads for a page of `limit`: one more than
+    /// asked, so that whether another page follows is known without
+    /// counting.
+    #[must_use]
+    pub fn rows_to_read(limit: usize) -> usize {
+        limit.saturating_add(1)
+    }
+
+    /// The page of `limit` out of `tokens`, read in list order with
+    /// [`Page::rows_to_read`]: the extra row, when present, only says that
+    /// another page follows, which starts after this page's last token.
+    #[must_use]
+    pub fn from_rows(mut tokens: Vec<Token>, limit: usize) -> Self {
+        if tokens.len() <= limit {
+            return Self { tokens, next: None };
+        }
+        tokens.truncate(limit);
+        let next = tokens.last().map(|last| Cursor { created_at: last.created_at, id: last.id.clone() });
+        Self { tokens, next }
+    }
+}
+
 /// Why a token could not be inserted.
 #[derive(Debug, thiserror::Error)]
 pub enum InsertError {

@@ -1,11 +1,12 @@
 //! Fixtures shared by the test suites, written once: the principals,
 //! connections, drafts, policies and tokens that the domain's, the use
 //! cases', the storage contract's, the benchmarks' and the fuzz targets'
-//! tests are built from.
+//! tests are built from, and the one JSON helper the HTTP-level suites
+//! share ([`changed`]).
 //!
 //! Architecture invariant: a dev-dependency only (the storage contract
-//! suite, itself only a dev-dependency, aside); it knows the domain and
-//! nothing else. Every helper panics on a fixture that is not valid: a
+//! suite, itself only a dev-dependency, aside); of the workspace it knows
+//! the domain and nothing else. Every helper panics on a fixture that is not valid: a
 //! fixture that breaks a rule is a broken test.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
@@ -118,4 +119,22 @@ pub fn token(owner: &Principal, name: &str, created: Timestamp) -> Token {
         last_used_at: None,
         version: 1,
     }
+}
+
+/// `base` with `changes` applied as a JSON merge patch of one level: each
+/// key of `changes` replaces the same key of `base`, and a `null` removes
+/// it. For tables of requests or claims that differ from a valid one in
+/// one field.
+#[must_use]
+pub fn changed(base: &serde_json::Value, changes: &serde_json::Value) -> serde_json::Value {
+    let mut result = base.clone();
+    let fields = result.as_object_mut().expect("the base is a JSON object");
+    for (key, value) in changes.as_object().expect("the changes are a JSON object") {
+        if value.is_null() {
+            fields.remove(key);
+        } else {
+            fields.insert(key.clone(), value.clone());
+        }
+    }
+    result
 }

@@ -33,15 +33,7 @@ fn claims() -> Value {
 }
 
 fn with(changes: Value) -> Value {
-    let mut claims = claims();
-    for (key, value) in changes.as_object().unwrap() {
-        if value.is_null() {
-            claims.as_object_mut().unwrap().remove(key);
-        } else {
-            claims[key] = value.clone();
-        }
-    }
-    claims
+    latchkey_testkit::changed(&claims(), &changes)
 }
 
 fn hs256(claims: &Value) -> String {

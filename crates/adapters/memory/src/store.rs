@@ -110,14 +110,12 @@ impl TokenRepository for MemoryStore {
             Some(cursor) => Bound::Excluded((Reverse(cursor.created_at), Reverse(cursor.id))),
             None => Bound::Unbounded,
         };
-        let mut keys = keys.range((start, Bound::Unbounded));
-        let tokens: Vec<Token> =
-            keys.by_ref().take(limit).filter_map(|(_, Reverse(id))| state.tokens.get(id).cloned()).collect();
-        let next = match (keys.next(), tokens.last()) {
-            (Some(_), Some(last)) => Some(Cursor { created_at: last.created_at, id: last.id.clone() }),
-            _ => None,
-        };
-        Ok(Page { tokens, next })
+        let tokens = keys
+            .range((start, Bound::Unbounded))
+            .take(Page::rows_to_read(limit))
+            .filter_map(|(_, Reverse(id))| state.tokens.get(id).cloned())
+            .collect();
+        Ok(Page::from_rows(tokens, limit))
     }
 
     async fn update(&self, token: &Token, expected_version: u64) -> Result<(), UpdateError> {

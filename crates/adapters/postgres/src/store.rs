@@ -218,8 +218,7 @@ impl TokenRepository for PostgresStore {
             Some(cursor) => (Some(cursor.created_at.as_datetime()), Some(cursor.id.as_str())),
             None => (None, None),
         };
-        // One more than asked, to know whether another page follows.
-        let fetch = i64::try_from(limit.saturating_add(1)).unwrap_or(i64::MAX);
+        let fetch = i64::try_from(Page::rows_to_read(limit)).unwrap_or(i64::MAX);
         let rows = sqlx::query(concat!(
             "SELECT ",
             token_columns!(),
@@ -237,14 +236,8 @@ impl TokenRepository for PostgresStore {
         .fetch_all(&self.pool)
         .await
         .map_err(backend)?;
-        let mut tokens = rows.iter().map(token).collect::<Result<Vec<_>, _>>()?;
-        let next = if tokens.len() > limit {
-            tokens.truncate(limit);
-            tokens.last().map(|t| Cursor { created_at: t.created_at, id: t.id.clone() })
-        } else {
-            None
-        };
-        Ok(Page { tokens, next })
+        let tokens = rows.iter().map(token).collect::<Result<Vec<_>, _>>()?;
+        Ok(Page::from_rows(tokens, limit))
     }
 
     async fn update(&self, token: &Token, expected_version: u64) -> Result<(), UpdateError> {

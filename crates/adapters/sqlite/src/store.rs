@@ -192,8 +192,7 @@ impl TokenRepository for SqliteStore {
             Some(cursor) => (Some(micros(cursor.created_at)), Some(cursor.id.to_string())),
             None => (None, None),
         };
-        // One more than asked, to know whether another page follows.
-        let fetch = i64::try_from(limit.saturating_add(1)).unwrap_or(i64::MAX);
+        let fetch = i64::try_from(Page::rows_to_read(limit)).unwrap_or(i64::MAX);
         let rows = pool::read(&self.pool, move |c| {
             let mut statement = c.prepare_cached(&format!(
                 "SELECT {TOKEN_COLUMNS} FROM tokens
@@ -207,14 +206,8 @@ impl TokenRepository for SqliteStore {
                 .collect::<rusqlite::Result<Vec<_>>>()
         })
         .await?;
-        let mut tokens = rows.into_iter().map(TokenRow::into_token).collect::<Result<Vec<_>, _>>()?;
-        let next = if tokens.len() > limit {
-            tokens.truncate(limit);
-            tokens.last().map(|t| Cursor { created_at: t.created_at, id: t.id.clone() })
-        } else {
-            None
-        };
-        Ok(Page { tokens, next })
+        let tokens = rows.into_iter().map(TokenRow::into_token).collect::<Result<Vec<_>, _>>()?;
+        Ok(Page::from_rows(tokens, limit))
     }
 
     async fn update(&self, token: &Token, expected_version: u64) -> Result<(), UpdateError> {

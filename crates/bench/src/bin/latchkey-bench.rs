@@ -78,25 +78,23 @@ async fn main() -> Result<()> {
     writeln!(report, "{}", decision_table(&options.root)?)?;
     println!("{report}");
     let wants = |section: &str| options.sections.iter().any(|s| s == section);
+    // Each section prints as soon as it is measured: a long run shows its
+    // progress, and a failure late in it keeps what came before on screen.
+    let mut add = |table: String| {
+        println!("{table}");
+        report.push_str(&table);
+    };
     if wants("http") {
-        let http = http_table(&options).await?;
-        println!("{http}");
-        report.push_str(&http);
+        add(http_table(&options).await?);
     }
     if wants("gateway") {
-        let gateway = gateway_table(&options).await?;
-        println!("{gateway}");
-        report.push_str(&gateway);
+        add(gateway_table(&options).await?);
     }
     if wants("propagation") {
-        let propagation = propagation_table(&options).await?;
-        println!("{propagation}");
-        report.push_str(&propagation);
+        add(propagation_table(&options).await?);
     }
     if wants("scale") {
-        let scale = scale_table(&options).await?;
-        println!("{scale}");
-        report.push_str(&scale);
+        add(scale_table(&options).await?);
     }
     let out = options.root.join("target/bench/report.md");
     std::fs::create_dir_all(out.parent().unwrap())?;
