@@ -6,18 +6,15 @@ use std::process::Command;
 use anyhow::{Context, Result, bail};
 
 use crate::architecture::workspace_root;
+use crate::cargo;
 use crate::server::Server;
-use crate::{cargo, run};
 
 /// The version the checks were last made to pass with.
 const SCHEMATHESIS: &str = "schemathesis==4.32.5";
 
 pub fn schemathesis(seconds: u32) -> Result<()> {
     let root = workspace_root();
-    let installed = Command::new("schemathesis").arg("--version").output().is_ok_and(|o| o.status.success());
-    if !installed {
-        run("pip", &["install", "--quiet", SCHEMATHESIS], &root)?;
-    }
+    let schemathesis = crate::setup::python_tool(SCHEMATHESIS, "schemathesis")?;
     cargo(&["build", "--locked", "--package", "latchkey"], &[])?;
     let dir = std::env::temp_dir().join(format!("latchkey-schemathesis-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
@@ -40,7 +37,7 @@ pub fn schemathesis(seconds: u32) -> Result<()> {
         ],
     )?;
     println!("\n$ schemathesis run {}/v3/openapi.json --checks all --max-time {seconds}", server.url);
-    let status = Command::new("schemathesis")
+    let status = Command::new(&schemathesis)
         .arg("--config-file")
         .arg(root.join("tests/api/schemathesis.toml"))
         .args(["--no-color", "run"])

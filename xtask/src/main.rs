@@ -8,6 +8,7 @@ mod api_conformance;
 mod architecture;
 mod fuzz;
 mod server;
+mod setup;
 
 use std::env;
 use std::net::{SocketAddr, TcpStream};
@@ -128,7 +129,7 @@ struct TestPlan {
 }
 
 fn test(plan: TestPlan) -> Result<()> {
-    ensure_debian_packages()?;
+    setup::debian_packages()?;
     cargo(&["fmt", "--all", "--check"], &[])?;
     cargo(&["clippy", "--workspace", "--all-targets", "--locked", "--", "-D", "warnings"], &[])?;
     let mut envs = Vec::new();
@@ -155,56 +156,10 @@ fn test(plan: TestPlan) -> Result<()> {
     Ok(())
 }
 
-/// Debian packages the tests need, by a file each installs: nginx and
-/// Caddy for the enforcement tests (`tests/enforcement.rs`), libclang for
-/// building PostgreSQL's parser (`crates/oracle`).
-const DEBIAN_PACKAGES: [(&str, &str); 3] =
-    [("nginx", "/usr/sbin/nginx"), ("caddy", "/usr/bin/caddy"), ("libclang-dev", "/usr/lib/llvm-14/lib/libclang.so")];
-
-/// Installs what the tests need and is missing, when this is a machine
-/// where apt works (CI, the development machines); otherwise says what to
-/// do.
-fn ensure_debian_packages() -> Result<()> {
-    let libclang = || {
-        std::fs::read_dir("/usr/lib").into_iter().flatten().flatten().any(|entry| {
-            entry.file_name().to_string_lossy().starts_with("llvm-") && entry.path().join("lib/libclang.so").exists()
-        })
-    };
-    let missing: Vec<&str> = DEBIAN_PACKAGES
-        .iter()
-        .filter(|(package, file)| {
-            let present = if *package == "libclang-dev" { libclang() } else { std::path::Path::new(file).exists() };
-            !present
-        })
-        .map(|(package, _)| *package)
-        .collect();
-    if missing.is_empty() {
-        return Ok(());
-    }
-    println!("installing Debian packages the tests need: {}", missing.join(", "));
-    let root = architecture::workspace_root();
-    // A fresh machine has no package lists yet.
-    run("apt-get", &["update", "-qq"], &root)
-        .and_then(|()| {
-            let mut args = vec!["install", "-y", "-qq"];
-            args.extend(&missing);
-            run("apt-get", &args, &root)
-        })
-        .with_context(|| format!("the tests need these Debian packages: apt-get install {}", missing.join(" ")))?;
-    // The packages start a system nginx and Caddy on port 80; the tests
-    // run their own.
-    let _ = Command::new("nginx").args(["-s", "stop"]).status();
-    let _ = Command::new("caddy").arg("stop").status();
-    Ok(())
-}
-
 /// A Node test in `folder` against the binary the tests just built.
 fn node_test(folder: &str, script: &str) -> Result<()> {
     let root = architecture::workspace_root();
-    let dir = root.join(folder);
-    if !dir.join("node_modules").exists() {
-        run("npm", &["ci", "--no-audit", "--no-fund"], &dir)?;
-    }
+    let dir = setup::npm_packages(folder, ".package-lock.json")?;
     cargo(&["build", "--locked", "--package", "latchkey"], &[])?;
     println!("\n$ node {folder}/{script}");
     let status = Command::new("node")
@@ -230,10 +185,7 @@ fn browser_test() -> Result<()> {
              or run `cargo xtask test --no-browser`"
         );
     }
-    let folder = root.join("tests/browser");
-    if !folder.join("node_modules/playwright-core").exists() {
-        run("npm", &["ci", "--no-audit", "--no-fund"], &folder)?;
-    }
+    let folder = setup::npm_packages("tests/browser", "playwright-core")?;
     cargo(&["build", "--locked", "--package", "latchkey"], &[])?;
     let binary = root.join("target/debug/latchkey");
     println!("\n$ node tests/browser/flow.mjs");

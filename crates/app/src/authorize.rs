@@ -1,9 +1,11 @@
 //! Authorizing a request by token value: the hot path.
 
 use std::sync::Arc;
+use std::time::Instant;
 
 use latchkey_domain::decision::decide;
 use latchkey_domain::{AccessRequest, DenyReason, OrgName, Principal, Token, TokenId, TokenValue};
+use latchkey_metrics::{Metrics, Surface};
 use latchkey_ports::{BackendError, Clock, TokenRepository};
 
 use crate::cache::TokenCache;
@@ -24,7 +26,12 @@ pub struct Authorizer {
     cache: Arc<TokenCache>,
     clock: Arc<dyn Clock>,
     usage: Arc<UsageRecorder>,
+    metrics: Arc<Metrics>,
 }
+
+/// The outcome label of a decision that could not be made because the
+/// store did not answer (and was therefore refused).
+pub const STORAGE_ERROR: &str = "storage_error";
 
 impl Authorizer {
     /// Wires the authorizer to its ports.
@@ -35,7 +42,20 @@ impl Authorizer {
         clock: Arc<dyn Clock>,
         usage: Arc<UsageRecorder>,
     ) -> Self {
-        Self { tokens, cache, clock, usage }
+        Self { tokens, cache, clock, usage, metrics: Arc::new(Metrics::new()) }
+    }
+
+    /// Counts decisions into `metrics`.
+    #[must_use]
+    pub fn with_metrics(mut self, metrics: Arc<Metrics>) -> Self {
+        self.metrics = metrics;
+        self
+    }
+
+    /// Where decisions are counted.
+    #[must_use]
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        &self.metrics
     }
 
     /// Decides `request` made with the token value `token`.
@@ -48,10 +68,20 @@ impl Authorizer {
     /// [`BackendError`] when the token cannot be looked up. The caller must
     /// then refuse the request: doubt never allows.
     pub async fn authorize(&self, token: &str, request: &AccessRequest<'_>) -> Result<Decision, BackendError> {
-        match self.admit(token, None).await? {
-            Ok(admitted) => Ok(self.decide(&admitted, request)),
-            Err(reason) => Ok(Decision::Denied(reason)),
-        }
+        let started = Instant::now();
+        let decision = match self.admit(token, None).await {
+            Ok(Ok(admitted)) => Ok(self.decide(&admitted, request)),
+            Ok(Err(reason)) => Ok(Decision::Denied(reason)),
+            Err(error) => Err(error),
+        };
+        let outcome = match &decision {
+            Ok(Decision::Allowed) => "allowed",
+            Ok(Decision::Denied(reason)) => reason.as_str(),
+            Err(_) => STORAGE_ERROR,
+        };
+        self.metrics.decision(Surface::Authorize, request.api().as_str(), outcome);
+        self.metrics.decision_time(Surface::Authorize, started.elapsed());
+        decision
     }
 
     /// Looks up the token value `token` and checks what can be checked

@@ -16,7 +16,9 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 use latchkey_domain::{SecretHash, Token};
+use latchkey_metrics::{EvictionCause, Metrics};
 use latchkey_ports::ChangeSink;
+use moka::notification::RemovalCause;
 use moka::sync::Cache;
 
 /// How the cache is sized.
@@ -42,6 +44,7 @@ pub struct TokenCache {
     /// Counts evictions. A lookup that started before an eviction must not
     /// cache what it read: the row may be the one the eviction was about.
     epoch: AtomicU64,
+    metrics: Arc<Metrics>,
 }
 
 /// A lookup in progress: remembers the epoch it started in.
@@ -51,12 +54,52 @@ pub struct Ticket(u64);
 impl TokenCache {
     /// A cache whose change feed starts `trusted` (true for a store with no
     /// other writers, such as memory or a SQLite file; false for PostgreSQL
-    /// until its listener has subscribed).
+    /// until its listener has subscribed), counting what it does nowhere
+    /// anyone reads.
     #[must_use]
     pub fn new(settings: CacheSettings, trusted: bool) -> Self {
-        let entries = (settings.capacity > 0)
-            .then(|| Cache::builder().max_capacity(settings.capacity).time_to_live(settings.time_to_live).build());
-        Self { entries, trusted: AtomicBool::new(trusted), epoch: AtomicU64::new(0) }
+        Self::build(settings, trusted, Arc::new(Metrics::new()))
+    }
+
+    /// [`TokenCache::new`], counting hits, misses, evictions, its size and
+    /// its feed's state into `metrics` (the size and state are read at each
+    /// scrape).
+    #[must_use]
+    pub fn observed(settings: CacheSettings, trusted: bool, metrics: Arc<Metrics>) -> Arc<Self> {
+        let cache = Arc::new(Self::build(settings, trusted, metrics.clone()));
+        let weak = Arc::downgrade(&cache);
+        metrics.before_render(move |metrics| {
+            let Some(cache) = weak.upgrade() else { return };
+            if let Some(entries) = &cache.entries {
+                // Applies pending removals, so that the count is exact and
+                // expired entries are reported as evicted.
+                entries.run_pending_tasks();
+                metrics.set_cache_entries(entries.entry_count());
+            }
+            metrics.set_cache_serving(cache.is_serving());
+        });
+        cache
+    }
+
+    fn build(settings: CacheSettings, trusted: bool, metrics: Arc<Metrics>) -> Self {
+        let entries = (settings.capacity > 0).then(|| {
+            let counted = metrics.clone();
+            Cache::builder()
+                .max_capacity(settings.capacity)
+                .time_to_live(settings.time_to_live)
+                .eviction_listener(move |_, _, cause| {
+                    let cause = match cause {
+                        RemovalCause::Explicit => EvictionCause::Invalidated,
+                        RemovalCause::Expired => EvictionCause::Expired,
+                        RemovalCause::Size => EvictionCause::Capacity,
+                        // A newer copy of the same token took its place.
+                        RemovalCause::Replaced => return,
+                    };
+                    counted.cache_evicted(cause);
+                })
+                .build()
+        });
+        Self { entries, trusted: AtomicBool::new(trusted), epoch: AtomicU64::new(0), metrics }
     }
 
     /// A cache that caches nothing.
@@ -70,8 +113,19 @@ impl TokenCache {
     pub fn get(&self, hash: &SecretHash) -> (Option<Arc<Token>>, Ticket) {
         let ticket = Ticket(self.epoch.load(Ordering::Acquire));
         let hit = match &self.entries {
-            Some(entries) if self.trusted.load(Ordering::Acquire) => entries.get(hash),
-            _ => None,
+            Some(entries) if self.trusted.load(Ordering::Acquire) => {
+                let hit = entries.get(hash);
+                if hit.is_some() {
+                    self.metrics.cache_hit();
+                } else {
+                    self.metrics.cache_miss();
+                }
+                hit
+            }
+            _ => {
+                self.metrics.cache_bypass();
+                None
+            }
         };
         (hit, ticket)
     }
@@ -117,16 +171,23 @@ impl TokenCache {
 
 impl ChangeSink for TokenCache {
     fn token_changed(&self, secret_hash: &SecretHash) {
+        self.metrics.feed_change();
         self.evict(secret_hash);
     }
 
     fn feed_lost(&self) {
         self.trusted.store(false, Ordering::Release);
         self.clear();
+        self.metrics.feed_lost();
     }
 
     fn feed_restored(&self) {
         self.clear();
         self.trusted.store(true, Ordering::Release);
+        self.metrics.feed_restored();
+    }
+
+    fn heartbeat(&self, round_trip: Duration) {
+        self.metrics.set_feed_lag(round_trip);
     }
 }

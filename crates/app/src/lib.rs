@@ -12,6 +12,7 @@ mod cache;
 mod catalog;
 mod enforcement;
 mod error;
+mod observed;
 mod random;
 mod sealing;
 mod tokens;
@@ -26,8 +27,10 @@ pub use enforcement::mapping::{MappedRequest, MappedSource, Route, Unmappable};
 pub use enforcement::request::{
     Ambiguity, BodyFormat, BodyPresence, BodyView, CanonicalRequest, DecidingHeaders, MediaType, RequestHead,
 };
-pub use enforcement::{Bearer, Enforcer, Pending, Verdict};
+pub use enforcement::{Bearer, Enforcer, Pending, Surface, Verdict};
 pub use error::TokenError;
+pub use latchkey_metrics::Metrics;
+pub use observed::Observed;
 pub use sealing::{SealError, Sealer};
 pub use tokens::{NewToken, TokenPatch, TokenRef, TokenService, TokenView};
 pub use usage::UsageRecorder;

@@ -184,17 +184,6 @@ pub fn is_identity_header(name: &str) -> bool {
             .all(|(a, b)| a.to_ascii_lowercase() == *b || (*a == b'_' && *b == b'-'))
 }
 
-/// The code of a refusal on the wire.
-fn refusal_code(verdict: &Verdict) -> &'static str {
-    match verdict {
-        Verdict::Allowed(_) => "allowed",
-        Verdict::Denied(reason) => reason.as_str(),
-        Verdict::Unmappable(Unmappable::UnknownRequest) => "unknown_request",
-        Verdict::Unmappable(Unmappable::MissingParameter(_)) => "missing_parameter",
-        Verdict::Unmappable(Unmappable::Ambiguous(_)) => "ambiguous_request",
-    }
-}
-
 fn refusal_message(verdict: &Verdict) -> String {
     match verdict {
         Verdict::Allowed(_) => String::new(),
@@ -220,7 +209,7 @@ pub fn verdict_response(verdict: &Verdict) -> Response {
     }
     let credential = matches!(verdict, Verdict::Denied(reason) if reason.is_credential_failure());
     let status = if credential { StatusCode::UNAUTHORIZED } else { StatusCode::FORBIDDEN };
-    let code = refusal_code(verdict);
+    let code = verdict.code();
     let body = ErrorBody { error: refusal_message(verdict), code: code.to_owned(), details: None };
     let mut response = (status, axum::Json(body)).into_response();
     response.headers_mut().insert(REASON_HEADER, HeaderValue::from_static(code));
@@ -294,16 +283,21 @@ pub async fn forward_auth(
     // The proxy copies the client's headers to this request: one of
     // latchkey's own would reach the data API too, unless the proxy strips
     // it, and then only some readers would see it.
-    let verdict = if headers.keys().any(|name| is_identity_header(name.as_str())) {
-        Verdict::Unmappable(Unmappable::Ambiguous(Ambiguity::IdentityHeader))
+    let parsed = if headers.keys().any(|name| is_identity_header(name.as_str())) {
+        Err(Ambiguity::IdentityHeader)
     } else {
-        match RequestHead::parse(&original.method, &original.target, &deciding_headers(&headers), original.body) {
-            Ok(head) => forward_auth.enforcer.check(head, BodyView::Unseen).await?,
-            Err(ambiguity) => Verdict::Unmappable(Unmappable::Ambiguous(ambiguity)),
+        RequestHead::parse(&original.method, &original.target, &deciding_headers(&headers), original.body)
+    };
+    let verdict = match parsed {
+        Ok(head) => forward_auth.enforcer.check(head, BodyView::Unseen).await?,
+        Err(ambiguity) => {
+            let verdict = Verdict::Unmappable(Unmappable::Ambiguous(ambiguity));
+            forward_auth.enforcer.refused(&verdict);
+            verdict
         }
     };
     if !matches!(verdict, Verdict::Allowed(_)) {
-        tracing::info!(reason = refusal_code(&verdict), method = %original.method, "forward-auth refused a request");
+        tracing::info!(reason = verdict.code(), method = %original.method, "forward-auth refused a request");
     }
     Ok(verdict_response(&verdict))
 }

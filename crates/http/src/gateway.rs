@@ -13,7 +13,7 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use axum::Router;
 use axum::body::Body;
@@ -86,6 +86,7 @@ pub fn app(enforcer: Arc<Enforcer>, readiness: Arc<Readiness>, settings: Gateway
         rate: settings.rate.clone(),
     };
     let limiter = Arc::new(FailureLimiter::new(&limits.rate));
+    let counting = layers::Counting { metrics: enforcer.metrics().clone(), unmatched: "proxy" };
     let gateway = Gateway { enforcer, readiness, client, settings: Arc::new(settings) };
     let router = Router::new()
         .route("/healthz", get(|| async { "ok" }))
@@ -94,7 +95,7 @@ pub fn app(enforcer: Arc<Enforcer>, readiness: Arc<Readiness>, settings: Gateway
         .with_state(gateway)
         .layer(axum::middleware::from_fn_with_state((limiter, Some(Surface::Gateway)), guard::limit_failures))
         .layer(axum::middleware::from_fn(guard::limit_headers));
-    layers::wrap(router, &limits)
+    layers::wrap(router, &limits, counting)
 }
 
 async fn readyz(State(gateway): State<Gateway>) -> Response {
@@ -109,8 +110,14 @@ fn error(status: StatusCode, code: &str, message: &str) -> Response {
     (status, axum::Json(body)).into_response()
 }
 
-fn ambiguous(ambiguity: Ambiguity) -> Response {
-    verdict_response(&Verdict::Unmappable(Unmappable::Ambiguous(ambiguity)))
+impl Gateway {
+    /// Refuses a request found ambiguous before the enforcer saw it, and
+    /// counts the refusal with the enforcer's.
+    fn refuse(&self, ambiguity: Ambiguity) -> Response {
+        let verdict = Verdict::Unmappable(Unmappable::Ambiguous(ambiguity));
+        self.enforcer.refused(&verdict);
+        verdict_response(&verdict)
+    }
 }
 
 /// Whether a request has a body, from its framing.
@@ -128,13 +135,13 @@ async fn proxy(
     let (parts, body) = request.into_parts();
     // An absolute-form target names a host of its own.
     if parts.uri.scheme().is_some() {
-        return ambiguous(Ambiguity::NotAPath);
+        return gateway.refuse(Ambiguity::NotAPath);
     }
     let target = parts.uri.path_and_query().map_or("/", |target| target.as_str());
     let presence = presence(&parts.headers);
     let head = match RequestHead::parse(parts.method.as_str(), target, &deciding_headers(&parts.headers), presence) {
         Ok(head) => head,
-        Err(ambiguity) => return ambiguous(ambiguity),
+        Err(ambiguity) => return gateway.refuse(ambiguity),
     };
     // The token first: a request without a usable one costs no body.
     let pending = match gateway.enforcer.begin(head).await {
@@ -164,8 +171,11 @@ async fn proxy(
             Ok(upstream) => upstream,
             Err(response) => return *response,
         };
+    let metrics = gateway.enforcer.metrics();
+    let started = Instant::now();
     match tokio::time::timeout(gateway.settings.upstream_timeout, gateway.client.request(upstream)).await {
         Ok(Ok(response)) => {
+            metrics.upstream_answered(started.elapsed());
             let (mut parts, body) = response.into_parts();
             for name in HOP_BY_HOP {
                 parts.headers.remove(name);
@@ -174,10 +184,12 @@ async fn proxy(
             Response::from_parts(parts, Body::new(body))
         }
         Ok(Err(failure)) => {
+            metrics.upstream_failed("unreachable");
             tracing::warn!(error = %failure, "the upstream did not answer");
             error(StatusCode::BAD_GATEWAY, "bad_gateway", "the upstream data API did not answer")
         }
         Err(_) => {
+            metrics.upstream_failed("timeout");
             error(StatusCode::GATEWAY_TIMEOUT, "gateway_timeout", "the upstream data API took too long to answer")
         }
     }

@@ -4,14 +4,15 @@
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use axum::Router;
 use axum::body::Body;
-use axum::extract::DefaultBodyLimit;
+use axum::extract::{DefaultBodyLimit, MatchedPath, State};
 use axum::http::{HeaderName, HeaderValue, Request, Response, StatusCode, header};
-use axum::middleware::map_response;
+use axum::middleware::{Next, from_fn_with_state, map_response};
 use axum::response::IntoResponse;
+use latchkey_app::Metrics;
 use tower::ServiceBuilder;
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::request_id::{MakeRequestId, PropagateRequestIdLayer, RequestId, SetRequestIdLayer};
@@ -146,12 +147,37 @@ fn panic_response(_: Box<dyn std::any::Any + Send + 'static>) -> Response<Body> 
     ApiError::Internal("a handler panicked".into()).into_response()
 }
 
+/// What the request metrics need: where to count, and the route label of
+/// a request no route matched (`unmatched` for `serve`, where that is a
+/// 404; `proxy` for the gateway, whose fallback forwards).
+#[derive(Clone)]
+pub(crate) struct Counting {
+    pub metrics: Arc<Metrics>,
+    pub unmatched: &'static str,
+}
+
+/// Counts each answer by route template, method and status, with its
+/// latency to the response head. Outermost, so that it sees the status the
+/// client gets (a timeout's 408, a panic's 500).
+async fn count_requests(State(counting): State<Counting>, request: Request<Body>, next: Next) -> Response<Body> {
+    let started = Instant::now();
+    let method = latchkey_metrics::method_label(request.method().as_str());
+    // The template (`/v3/tokens/{token}`), never the path itself: a path
+    // can hold a token value and takes unbounded values.
+    let route = request.extensions().get::<MatchedPath>().cloned();
+    let response = next.run(request).await;
+    let route = route.as_ref().map_or(counting.unmatched, MatchedPath::as_str);
+    counting.metrics.http_request(route, method, response.status().as_u16(), started.elapsed());
+    response
+}
+
 /// Wraps the router in every layer, outermost first.
-pub(crate) fn wrap(router: Router, limits: &Limits) -> Router {
+pub(crate) fn wrap(router: Router, limits: &Limits, counting: Counting) -> Router {
     // Bodies are read by `JsonBody`, which enforces `limits.body_bytes`
     // itself so that it can answer 413 in a way clients can read.
     router.layer(DefaultBodyLimit::disable()).layer(
         ServiceBuilder::new()
+            .layer(from_fn_with_state(counting, count_requests))
             .layer(SetRequestIdLayer::new(REQUEST_ID, SequentialIds::new()))
             .layer(PropagateRequestIdLayer::new(REQUEST_ID))
             .layer(TraceLayer::new_for_http().make_span_with(span_for).on_request(()).on_response(LogResponse))

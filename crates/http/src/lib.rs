@@ -23,7 +23,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
-use latchkey_app::{Authorizer, ConnectionService, Readiness, TokenService};
+use latchkey_app::{Authorizer, ConnectionService, Metrics, Readiness, TokenService};
 use latchkey_ports::Authenticator;
 
 pub use enforce::{ForwardAuth, HeaderSet};
@@ -76,6 +76,7 @@ impl Default for Limits {
 /// without one (as in tests that call the router directly) is not limited.
 pub fn app(services: Services) -> Router {
     let limits = services.limits.clone();
+    let metrics = services.authorizer.metrics().clone();
     let limiter = Arc::new(guard::FailureLimiter::new(&limits.rate));
     let (api, _) = openapi::router().split_for_parts();
     let router = api
@@ -83,7 +84,14 @@ pub fn app(services: Services) -> Router {
         .with_state(services)
         .layer(axum::middleware::from_fn_with_state((limiter, None), guard::limit_failures))
         .layer(axum::middleware::from_fn(guard::limit_headers));
-    layers::wrap(router, &limits)
+    layers::wrap(router, &limits, layers::Counting { metrics, unmatched: "unmatched" })
+}
+
+/// An application that serves only `GET /metrics`, for a listener of its
+/// own (the gateway's `--metrics-listen`): the gateway forwards every other
+/// path, `/metrics` included, to the data API.
+pub fn metrics_app(metrics: Arc<Metrics>) -> Router {
+    Router::new().route("/metrics", axum::routing::get(move || std::future::ready(routes::metrics_text(&metrics))))
 }
 
 /// Resolves when the process is asked to stop (SIGINT or SIGTERM): pass to

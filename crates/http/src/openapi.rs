@@ -53,6 +53,7 @@ pub(crate) fn router() -> OpenApiRouter<Services> {
         .routes(routes!(routes::connections))
         .routes(routes!(routes::healthz))
         .routes(routes!(routes::readyz))
+        .routes(routes!(routes::metrics))
         .routes(routes!(web::index))
         .routes(routes!(web::script))
         .routes(routes!(web::style))

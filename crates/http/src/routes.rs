@@ -313,6 +313,22 @@ pub async fn connections(
     }))
 }
 
+/// The Prometheus metrics (SPEC §14); `docs/metrics.md` describes each
+/// series. No token, key or source text is in any label.
+#[utoipa::path(
+    get, path = "/metrics", tag = "system",
+    responses((status = 200, description = "Every series, in the OpenMetrics text format",
+        content_type = "application/openmetrics-text", body = String)),
+)]
+pub async fn metrics(State(services): State<Services>) -> Response {
+    metrics_text(services.authorizer.metrics())
+}
+
+/// The metrics as an answer.
+pub(crate) fn metrics_text(metrics: &latchkey_app::Metrics) -> Response {
+    ([(header::CONTENT_TYPE, latchkey_metrics::CONTENT_TYPE)], metrics.render()).into_response()
+}
+
 /// Answers while the process runs.
 #[utoipa::path(get, path = "/healthz", tag = "system", responses((status = 200, description = "Alive", body = Status)))]
 pub async fn healthz() -> Json<Status> {

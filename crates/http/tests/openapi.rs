@@ -89,6 +89,7 @@ fn every_endpoint_documents_its_statuses_and_security() {
         ("/v3/openapi.json", "get", &["200"], false),
         ("/healthz", "get", &["200"], false),
         ("/readyz", "get", &["200", "503"], false),
+        ("/metrics", "get", &["200"], false),
         ("/", "get", &["200"], false),
         ("/app.js", "get", &["200"], false),
         ("/app.css", "get", &["200"], false),

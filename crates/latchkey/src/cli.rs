@@ -244,6 +244,11 @@ pub struct GatewayArgs {
     /// The longest a cached token lives without a change evicting it.
     #[arg(long, env = "LATCHKEY_CACHE_TTL_SECONDS", default_value_t = 300)]
     pub cache_ttl_seconds: u64,
+    /// An address of its own for GET /metrics (Prometheus): every path of
+    /// the gateway's listener goes to the data API. Without it, the
+    /// gateway's metrics are not served.
+    #[arg(long, env = "LATCHKEY_METRICS_LISTEN")]
+    pub metrics_listen: Option<SocketAddr>,
 }
 
 #[derive(Debug, Subcommand)]

@@ -52,6 +52,18 @@ pub struct Storage {
 }
 
 impl Storage {
+    /// The same store, with every failure counted in `metrics`.
+    pub fn observed(self, metrics: &Arc<latchkey_app::Metrics>) -> Self {
+        use latchkey_app::Observed;
+        Self {
+            tokens: Observed::new(self.tokens, metrics.clone()),
+            catalog: Observed::new(self.catalog, metrics.clone()),
+            users: Observed::new(self.users, metrics.clone()),
+            health: Observed::new(self.health, metrics.clone()),
+            postgres: self.postgres,
+        }
+    }
+
     fn of<S>(store: Arc<S>) -> Self
     where
         S: TokenRepository + ConnectionCatalog + UserDirectory + StoreHealth + 'static,

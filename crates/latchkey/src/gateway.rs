@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 use axum::http::Uri;
-use latchkey_app::{Authorizer, Enforcer, UsageRecorder};
+use latchkey_app::{Authorizer, CacheSettings, Enforcer, Metrics, Surface, TokenCache, UsageRecorder};
 use latchkey_clock::SystemClock;
 use latchkey_http::gateway::GatewaySettings;
 
@@ -27,16 +27,18 @@ pub async fn run(args: GatewayArgs) -> Result<()> {
     if matches!(database, DatabaseUrl::Memory) {
         bail!("memory:// would hold no tokens: point the gateway at the database `latchkey serve` uses");
     }
-    let stores = database.open(args.database.postgres_pool_size).await?;
+    let metrics = Arc::new(Metrics::new());
+    let stores = database.open(args.database.postgres_pool_size).await?.observed(&metrics);
     // With SQLite another process (`latchkey serve`) makes the changes and
     // no feed reports them, so the gateway reads every token from the file.
     let cache = match database {
-        DatabaseUrl::Postgres(_) => start_cache(database, 100_000, 300),
-        _ => Arc::new(latchkey_app::TokenCache::disabled()),
+        DatabaseUrl::Postgres(_) => start_cache(database, args.cache_capacity, args.cache_ttl_seconds, &metrics),
+        _ => TokenCache::observed(CacheSettings { capacity: 0, time_to_live: Duration::ZERO }, false, metrics.clone()),
     };
     let usage = Arc::new(UsageRecorder::new(stores.tokens.clone()));
-    let authorizer = Arc::new(Authorizer::new(stores.tokens.clone(), cache, Arc::new(SystemClock), usage.clone()));
-    let enforcer = Arc::new(Enforcer::new(authorizer, args.org.clone()));
+    let authorizer = Authorizer::new(stores.tokens.clone(), cache, Arc::new(SystemClock), usage.clone())
+        .with_metrics(metrics.clone());
+    let enforcer = Arc::new(Enforcer::new(Arc::new(authorizer), args.org.clone(), Surface::Gateway));
     let settings = GatewaySettings {
         upstream,
         body_limit: args.max_body_bytes,
@@ -50,6 +52,18 @@ pub async fn run(args: GatewayArgs) -> Result<()> {
         .await
         .with_context(|| format!("cannot listen on {}", args.listen))?;
     let address = listener.local_addr()?;
+    if let Some(metrics_address) = args.metrics_listen {
+        let metrics_listener = tokio::net::TcpListener::bind(metrics_address)
+            .await
+            .with_context(|| format!("cannot listen on {metrics_address} for metrics"))?;
+        let bound = metrics_listener.local_addr()?;
+        println!("latchkey metrics on http://{bound}/metrics");
+        tokio::spawn(async move {
+            if let Err(error) = axum::serve(metrics_listener, latchkey_http::metrics_app(metrics)).await {
+                tracing::error!(%error, "the metrics listener stopped");
+            }
+        });
+    }
     println!("latchkey listening on http://{address}");
     tracing::info!(%address, upstream = %args.upstream, org = %args.org, "gateway listening");
     let flusher = tokio::spawn(flush_usage(usage.clone(), Duration::from_millis(1000)));

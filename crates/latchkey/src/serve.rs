@@ -8,8 +8,8 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 use latchkey_app::{
     Authorizer, BOOTSTRAP_CONNECTION, BOOTSTRAP_ORG, BOOTSTRAP_USER, CacheSettings, ConnectionService,
-    CredentialRouter, Enforcer, Readiness, Sealer, TokenCache, TokenService, UsageRecorder, UserKeyAuthenticator,
-    UserService,
+    CredentialRouter, Enforcer, Metrics, Readiness, Sealer, Surface, TokenCache, TokenService, UsageRecorder,
+    UserKeyAuthenticator, UserService,
 };
 use latchkey_clock::SystemClock;
 use latchkey_http::{ForwardAuth, Limits, Services};
@@ -24,7 +24,8 @@ pub async fn run(args: ServeArgs) -> Result<()> {
     let identity_provider = args.jwt.authenticator()?;
     let database = &args.database.url;
     let sealer = Arc::new(Sealer::new(&secret_key::load(database)?));
-    let stores = database.open(args.database.postgres_pool_size).await?;
+    let metrics = Arc::new(Metrics::new());
+    let stores = database.open(args.database.postgres_pool_size).await?.observed(&metrics);
     tracing::info!(database = %database.redacted(), "storage open");
 
     if !args.no_bootstrap {
@@ -41,14 +42,16 @@ pub async fn run(args: ServeArgs) -> Result<()> {
 
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     let usage = Arc::new(UsageRecorder::new(stores.tokens.clone()));
-    let cache = start_cache(&args.database.url, args.cache_capacity, args.cache_ttl_seconds);
+    let cache = start_cache(&args.database.url, args.cache_capacity, args.cache_ttl_seconds, &metrics);
     let tokens = TokenService::new(stores.tokens.clone(), cache.clone(), stores.catalog.clone(), clock.clone(), sealer)
         .with_max_tokens_per_owner(args.max_tokens_per_user);
-    let authorizer = Arc::new(Authorizer::new(stores.tokens.clone(), cache, clock, usage.clone()));
+    let authorizer =
+        Arc::new(Authorizer::new(stores.tokens.clone(), cache, clock, usage.clone()).with_metrics(metrics.clone()));
     let forward_auth = match (&args.org, args.forward_auth_headers) {
         (Some(org), Some(headers)) => {
             tracing::info!(%org, ?headers, "forward-auth on");
-            Some(Arc::new(ForwardAuth { enforcer: Arc::new(Enforcer::new(authorizer.clone(), org.clone())), headers }))
+            let enforcer = Arc::new(Enforcer::new(authorizer.clone(), org.clone(), Surface::ForwardAuth));
+            Some(Arc::new(ForwardAuth { enforcer, headers }))
         }
         _ => None,
     };
@@ -102,11 +105,16 @@ pub async fn run(args: ServeArgs) -> Result<()> {
 /// that listener is started here. Memory and SQLite have no other writer, so
 /// their cache is trusted from the start and kept true by this instance's
 /// own evictions.
-pub(crate) fn start_cache(database: &DatabaseUrl, capacity: u64, ttl_seconds: u64) -> Arc<TokenCache> {
+pub(crate) fn start_cache(
+    database: &DatabaseUrl,
+    capacity: u64,
+    ttl_seconds: u64,
+    metrics: &Arc<Metrics>,
+) -> Arc<TokenCache> {
     let settings = CacheSettings { capacity, time_to_live: Duration::from_secs(ttl_seconds) };
     match database {
         DatabaseUrl::Postgres(url) if settings.capacity > 0 => {
-            let cache = Arc::new(TokenCache::new(settings, false));
+            let cache = TokenCache::observed(settings, false, metrics.clone());
             let (url, sink) = (url.clone(), cache.clone());
             tokio::spawn(async move {
                 if let Err(error) = latchkey_postgres::follow_changes(url, sink).await {
@@ -115,7 +123,7 @@ pub(crate) fn start_cache(database: &DatabaseUrl, capacity: u64, ttl_seconds: u6
             });
             cache
         }
-        _ => Arc::new(TokenCache::new(settings, true)),
+        _ => TokenCache::observed(settings, true, metrics.clone()),
     }
 }
 

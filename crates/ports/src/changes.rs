@@ -18,4 +18,10 @@ pub trait ChangeSink: Send + Sync {
     /// The feed works (again). Changes made while it was lost were not
     /// heard; the sink must not trust anything it learnt before.
     fn feed_restored(&self);
+
+    /// A probe sent through the feed came back after `round_trip`: how late
+    /// a change made elsewhere is heard, at least. For monitoring only.
+    fn heartbeat(&self, round_trip: std::time::Duration) {
+        let _ = round_trip;
+    }
 }

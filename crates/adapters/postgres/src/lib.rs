@@ -15,5 +15,7 @@ mod changes;
 mod migrations;
 mod store;
 
-pub use changes::{APPLICATION_NAME, CHANNEL, follow_changes};
+pub use changes::{
+    APPLICATION_NAME, CHANNEL, HEARTBEAT_CHANNEL, HEARTBEAT_EVERY, follow_changes, follow_changes_every,
+};
 pub use store::{ConnectError, PostgresStore};

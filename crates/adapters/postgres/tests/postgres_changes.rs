@@ -1,8 +1,11 @@
 //! LISTEN/NOTIFY: every update or delete of a token is heard, uses are not,
-//! and a killed listener connection is reported and replaced.
+//! a killed listener connection is reported and replaced, heartbeats
+//! report the feed's lag, and a connection that goes silent without
+//! closing is noticed and replaced.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -12,15 +15,19 @@ use latchkey_domain::{
     TokenName, TokenValue, UserName,
 };
 use latchkey_ports::{ChangeSink, TokenRepository};
-use latchkey_postgres::{APPLICATION_NAME, PostgresStore, follow_changes};
+use latchkey_postgres::{APPLICATION_NAME, PostgresStore, follow_changes, follow_changes_every};
 use latchkey_test_postgres::TestDatabase;
 use rand::rngs::SysRng;
+use sqlx::postgres::PgConnectOptions;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Event {
     Changed(SecretHash),
     Lost,
     Restored,
+    Heartbeat,
 }
 
 #[derive(Default)]
@@ -36,6 +43,10 @@ impl ChangeSink for Recorder {
     fn feed_restored(&self) {
         self.0.lock().unwrap().push(Event::Restored);
     }
+    fn heartbeat(&self, round_trip: Duration) {
+        assert!(round_trip < Duration::from_secs(5), "{round_trip:?}");
+        self.0.lock().unwrap().push(Event::Heartbeat);
+    }
 }
 
 impl Recorder {
@@ -50,7 +61,9 @@ impl Recorder {
     }
 
     fn take(&self) -> Vec<Event> {
-        std::mem::take(&mut *self.0.lock().unwrap())
+        let mut events = std::mem::take(&mut *self.0.lock().unwrap());
+        events.retain(|event| *event != Event::Heartbeat);
+        events
     }
 }
 
@@ -107,7 +120,8 @@ async fn changes_are_heard_and_a_lost_listener_comes_back() {
     .fetch_one(store.pool())
     .await
     .unwrap();
-    assert_eq!(killed, 1, "one listening connection");
+    // The listening connection and the one that sends its heartbeats.
+    assert!(killed >= 1, "a listening connection");
     recorder.wait_for(&Event::Lost).await;
     recorder.wait_for(&Event::Restored).await;
     let events = recorder.take();
@@ -123,5 +137,99 @@ async fn changes_are_heard_and_a_lost_listener_comes_back() {
 
     listening.abort();
     store.close().await;
+    database.drop_database().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn heartbeats_come_back_with_the_feeds_lag() {
+    let database = TestDatabase::create().await;
+    let recorder = Arc::new(Recorder::default());
+    let listening =
+        tokio::spawn(follow_changes_every(database.url().to_owned(), recorder.clone(), Duration::from_millis(100)));
+    recorder.wait_for(&Event::Restored).await;
+    recorder.wait_for(&Event::Heartbeat).await;
+    listening.abort();
+    database.drop_database().await;
+}
+
+/// A TCP relay that can stall the connections it carries without closing
+/// them: what a firewall that silently drops an idle connection looks like
+/// from both ends.
+struct Relay {
+    address: std::net::SocketAddr,
+    /// One switch per connection carried so far.
+    open: Arc<Mutex<Vec<Arc<AtomicBool>>>>,
+}
+
+impl Relay {
+    async fn start(target: String) -> Relay {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = listener.local_addr().unwrap();
+        let open = Arc::new(Mutex::new(Vec::new()));
+        let carried = open.clone();
+        tokio::spawn(async move {
+            while let Ok((client, _)) = listener.accept().await {
+                let stall = Arc::new(AtomicBool::new(false));
+                let server = TcpStream::connect(&target).await.unwrap();
+                let (client_read, client_write) = client.into_split();
+                let (server_read, server_write) = server.into_split();
+                tokio::spawn(pipe(client_read, server_write, stall.clone()));
+                tokio::spawn(pipe(server_read, client_write, stall.clone()));
+                carried.lock().unwrap().push(stall);
+            }
+        });
+        Relay { address, open }
+    }
+
+    /// Stalls every connection open now; later ones work.
+    fn stall_open_connections(&self) {
+        for stall in self.open.lock().unwrap().drain(..) {
+            stall.store(true, Ordering::SeqCst);
+        }
+    }
+}
+
+async fn pipe(
+    mut from: tokio::net::tcp::OwnedReadHalf,
+    mut to: tokio::net::tcp::OwnedWriteHalf,
+    stall: Arc<AtomicBool>,
+) {
+    let mut buffer = vec![0; 16 * 1024];
+    loop {
+        let Ok(n) = from.read(&mut buffer).await else { return };
+        if n == 0 {
+            return;
+        }
+        if stall.load(Ordering::SeqCst) {
+            // Swallow everything from now on, and keep both ends open.
+            std::future::pending::<()>().await;
+        }
+        if to.write_all(&buffer[..n]).await.is_err() {
+            return;
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_feed_that_goes_silent_is_lost_and_replaced() {
+    let database = TestDatabase::create().await;
+    let options: PgConnectOptions = database.url().parse().unwrap();
+    let target = format!("{}:{}", options.get_host(), options.get_port());
+    let relay = Relay::start(target.clone()).await;
+    let relayed = database.url().replacen(&target, &relay.address.to_string(), 1);
+    assert_ne!(relayed, database.url(), "the URL names {target}");
+    let recorder = Arc::new(Recorder::default());
+    let listening = tokio::spawn(follow_changes_every(relayed, recorder.clone(), Duration::from_millis(100)));
+    recorder.wait_for(&Event::Restored).await;
+    recorder.wait_for(&Event::Heartbeat).await;
+    recorder.take();
+
+    relay.stall_open_connections();
+    recorder.wait_for(&Event::Lost).await;
+    recorder.wait_for(&Event::Restored).await;
+    recorder.0.lock().unwrap().clear();
+    recorder.wait_for(&Event::Heartbeat).await;
+
+    listening.abort();
     database.drop_database().await;
 }

@@ -14,8 +14,10 @@ pub mod mapping;
 pub mod request;
 
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
-use latchkey_domain::{DenyReason, OrgName, TokenId, UserName};
+use latchkey_domain::{Api, DenyReason, OrgName, TokenId, UserName};
+pub use latchkey_metrics::Surface;
 use latchkey_ports::BackendError;
 
 use crate::authorize::{Admitted, Authorizer, Decision};
@@ -44,6 +46,22 @@ pub enum Verdict {
     Unmappable(Unmappable),
 }
 
+impl Verdict {
+    /// The verdict's code: `allowed`, a denial reason, or why the request
+    /// could not be decided. The refusal's code on the wire, and the
+    /// outcome in the metrics.
+    #[must_use]
+    pub fn code(&self) -> &'static str {
+        match self {
+            Verdict::Allowed(_) => "allowed",
+            Verdict::Denied(reason) => reason.as_str(),
+            Verdict::Unmappable(Unmappable::UnknownRequest) => "unknown_request",
+            Verdict::Unmappable(Unmappable::MissingParameter(_)) => "missing_parameter",
+            Verdict::Unmappable(Unmappable::Ambiguous(_)) => "ambiguous_request",
+        }
+    }
+}
+
 impl From<Unmappable> for Verdict {
     fn from(unmappable: Unmappable) -> Self {
         Verdict::Unmappable(unmappable)
@@ -63,6 +81,8 @@ pub struct Pending {
     route: Route,
     admitted: Admitted,
     token: String,
+    /// Time spent deciding so far (not counting the wait for the body).
+    spent: Duration,
 }
 
 impl Pending {
@@ -77,13 +97,36 @@ impl Pending {
 pub struct Enforcer {
     authorizer: Arc<Authorizer>,
     org: OrgName,
+    surface: Surface,
 }
 
 impl Enforcer {
-    /// An enforcer for the data APIs of `org`.
+    /// An enforcer for the data APIs of `org`, counting its decisions in
+    /// the authorizer's metrics under `surface`.
     #[must_use]
-    pub fn new(authorizer: Arc<Authorizer>, org: OrgName) -> Self {
-        Self { authorizer, org }
+    pub fn new(authorizer: Arc<Authorizer>, org: OrgName, surface: Surface) -> Self {
+        Self { authorizer, org, surface }
+    }
+
+    /// Where this enforcer counts its decisions.
+    #[must_use]
+    pub fn metrics(&self) -> &Arc<latchkey_metrics::Metrics> {
+        self.authorizer.metrics()
+    }
+
+    /// Counts a refusal made before the enforcer saw the request (a request
+    /// the HTTP layer already found ambiguous).
+    pub fn refused(&self, verdict: &Verdict) {
+        self.authorizer.metrics().decision(self.surface, "none", verdict.code());
+    }
+
+    /// Counts a verdict on a request for `api` (`None` when the request has
+    /// no known shape) that took `took` to reach.
+    fn count(&self, api: Option<Api>, verdict: &Verdict, took: Duration) {
+        let api = api.map_or("none", Api::as_str);
+        let metrics = self.authorizer.metrics();
+        metrics.decision(self.surface, api, verdict.code());
+        metrics.decision_time(self.surface, took);
     }
 
     /// The org whose data APIs this enforcer protects.
@@ -98,24 +141,50 @@ impl Enforcer {
     /// # Errors
     /// [`BackendError`] when the token cannot be looked up: refuse.
     pub async fn begin(&self, head: RequestHead) -> Result<Result<Pending, Verdict>, BackendError> {
+        let started = Instant::now();
         let route = match Route::of(head.method(), head.segments()) {
             Ok(route) => route,
-            Err(unmappable) => return Ok(Err(unmappable.into())),
+            Err(unmappable) => {
+                let verdict = unmappable.into();
+                self.count(None, &verdict, started.elapsed());
+                return Ok(Err(verdict));
+            }
         };
-        let token = match head.token() {
-            Ok(token) => token.unwrap_or("").to_owned(),
-            Err(ambiguity) => return Ok(Err(ambiguity.into())),
+        let refused = match head.token() {
+            Ok(token) => {
+                let token = token.unwrap_or("").to_owned();
+                match self.authorizer.admit(&token, Some(&self.org)).await {
+                    Ok(Ok(admitted)) => {
+                        let spent = started.elapsed();
+                        return Ok(Ok(Pending { head, route, admitted, token, spent }));
+                    }
+                    Ok(Err(reason)) => Verdict::Denied(reason),
+                    Err(error) => {
+                        let metrics = self.authorizer.metrics();
+                        metrics.decision(self.surface, route.api().as_str(), crate::authorize::STORAGE_ERROR);
+                        metrics.decision_time(self.surface, started.elapsed());
+                        return Err(error);
+                    }
+                }
+            }
+            Err(ambiguity) => ambiguity.into(),
         };
-        match self.authorizer.admit(&token, Some(&self.org)).await? {
-            Ok(admitted) => Ok(Ok(Pending { head, route, admitted, token })),
-            Err(reason) => Ok(Err(Verdict::Denied(reason))),
-        }
+        self.count(Some(route.api()), &refused, started.elapsed());
+        Ok(Err(refused))
     }
 
     /// The second step: the whole request, decided. The canonical request
     /// is what the gateway forwards when the verdict allows it.
     #[must_use]
     pub fn finish(&self, pending: Pending, body: BodyView<'_>) -> (Verdict, Option<CanonicalRequest>) {
+        let started = Instant::now();
+        let (api, spent) = (pending.route.api(), pending.spent);
+        let (verdict, canonical) = self.conclude(pending, body);
+        self.count(Some(api), &verdict, spent + started.elapsed());
+        (verdict, canonical)
+    }
+
+    fn conclude(&self, pending: Pending, body: BodyView<'_>) -> (Verdict, Option<CanonicalRequest>) {
         let canonical = match pending.head.with_body(body) {
             Ok(canonical) => canonical,
             Err(ambiguity) => return (ambiguity.into(), None),
