@@ -8,7 +8,7 @@ mod support;
 use reqwest::header::{CONTENT_TYPE, ETAG, IF_MATCH, LOCATION, WWW_AUTHENTICATE};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
-use support::{Server, TempDir, create_connection, create_user, parse};
+use support::{Server, TempDir, create_connection, create_user, parse, run_cli};
 
 fn maps_and_sql() -> Value {
     json!({
@@ -568,6 +568,81 @@ async fn users_of_an_identity_provider_sign_in_with_jwts() {
     assert_eq!(other["data"], json!([]));
     let (status, _) = server.call(Method::GET, "/v3/tokens", Some(&jwt("auth0|ana", -120)), None).await;
     assert_eq!(status, StatusCode::UNAUTHORIZED, "expired");
+}
+
+/// An OpenID Connect provider for the binary: discovery and a JWKS that
+/// the test swaps to rotate keys. Answers the issuer URL.
+async fn start_oidc_provider(jwks: std::sync::Arc<std::sync::Mutex<Value>>) -> String {
+    use axum::routing::get;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let issuer = format!("http://{}", listener.local_addr().unwrap());
+    let document = json!({"issuer": issuer, "jwks_uri": format!("{issuer}/jwks")});
+    let app = axum::Router::new()
+        .route("/.well-known/openid-configuration", get(move || std::future::ready(axum::Json(document.clone()))))
+        .route("/jwks", get(move || std::future::ready(axum::Json(jwks.lock().unwrap().clone()))));
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    issuer
+}
+
+// Multi-threaded: starting the server blocks its thread while the provider
+// must answer the server's discovery.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_oidc_provider_rotates_its_keys_and_the_server_follows_without_a_restart() {
+    use jsonwebtoken::jwk::{Jwk, JwkSet};
+    use jsonwebtoken::{Algorithm, EncodingKey, Header, encode, get_current_timestamp};
+    const RSA_PEM: &[u8] = include_bytes!("../crates/adapters/jwt/tests/fixtures/rsa-private.pem");
+    const EC_PEM: &[u8] = include_bytes!("../crates/adapters/jwt/tests/fixtures/ec-private.pem");
+    let rsa = EncodingKey::from_rsa_pem(RSA_PEM).unwrap();
+    let ec = EncodingKey::from_ec_pem(EC_PEM).unwrap();
+    let public = |key: &EncodingKey, algorithm, kid: &str| {
+        let mut jwk = Jwk::from_encoding_key(key, algorithm).unwrap();
+        jwk.common.key_id = Some(kid.into());
+        serde_json::to_value(JwkSet { keys: vec![jwk] }).unwrap()
+    };
+    let jwks = std::sync::Arc::new(std::sync::Mutex::new(public(&rsa, Algorithm::RS256, "first")));
+    let issuer = start_oidc_provider(jwks.clone()).await;
+
+    let dir = TempDir::new("oidc");
+    let db = dir.sqlite_url();
+    create_user(&db, "acme", "local-admin");
+    let server = Server::start(
+        &db,
+        &["--oidc-issuer", &issuer, "--jwt-audience", "latchkey"],
+        &[],
+        &dir.path().join("server.log"),
+    );
+    let jwt = |key: &EncodingKey, algorithm, kid: &str| {
+        let claims = json!({"iss": issuer, "aud": "latchkey", "sub": "ana", "org": "acme",
+            "exp": get_current_timestamp() + 600});
+        let mut header = Header::new(algorithm);
+        header.kid = Some(kid.into());
+        encode(&header, &claims, key).unwrap()
+    };
+    let first = jwt(&rsa, Algorithm::RS256, "first");
+    let (status, _) = server.call(Method::GET, "/v3/tokens", Some(&first), None).await;
+    assert_eq!(status, StatusCode::OK);
+
+    *jwks.lock().unwrap() = public(&ec, Algorithm::ES256, "second");
+    let second = jwt(&ec, Algorithm::ES256, "second");
+    let (status, body) = server.call(Method::GET, "/v3/tokens", Some(&second), None).await;
+    assert_eq!(status, StatusCode::OK, "the new key, fetched on first sight: {body}");
+    let (status, _) = server.call(Method::GET, "/v3/tokens", Some(&first), None).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "the withdrawn key");
+
+    // A provider that cannot be reached stops the start, saying where.
+    let (ok, _, stderr) = run_cli(&[
+        "serve",
+        "--listen",
+        "127.0.0.1:0",
+        "--database",
+        &db,
+        "--oidc-issuer",
+        "http://127.0.0.1:9",
+        "--jwt-audience",
+        "latchkey",
+    ]);
+    assert!(!ok);
+    assert!(stderr.contains("http://127.0.0.1:9/.well-known/openid-configuration"), "{stderr}");
 }
 
 #[tokio::test]

@@ -156,9 +156,14 @@ pub struct JwtArgs {
     #[arg(long, env = "LATCHKEY_JWT_SECRET_FILE", conflicts_with = "jwt_jwks_file")]
     pub jwt_secret_file: Option<std::path::PathBuf>,
     /// A JWKS file with the identity provider's RS256 / ES256 public keys.
-    #[arg(long, env = "LATCHKEY_JWT_JWKS_FILE")]
+    #[arg(long, env = "LATCHKEY_JWT_JWKS_FILE", conflicts_with = "oidc_issuer")]
     pub jwt_jwks_file: Option<std::path::PathBuf>,
-    /// The required `iss` claim.
+    /// An OpenID Connect issuer (https://…): its keys are found through
+    /// its discovery document and fetched again when it rotates them. Its
+    /// tokens' `iss` must be this URL, exactly.
+    #[arg(long, env = "LATCHKEY_OIDC_ISSUER", conflicts_with_all = ["jwt_secret_file", "jwt_issuer"])]
+    pub oidc_issuer: Option<String>,
+    /// The required `iss` claim (with --jwt-secret-file or --jwt-jwks-file).
     #[arg(long, env = "LATCHKEY_JWT_ISSUER")]
     pub jwt_issuer: Option<String>,
     /// The required `aud` claim.
@@ -176,23 +181,33 @@ pub struct JwtArgs {
 }
 
 impl JwtArgs {
-    /// The JWT authenticator configured, if any.
-    pub fn authenticator(&self) -> Result<Option<latchkey_jwt::JwtAuthenticator>> {
-        use latchkey_jwt::{JwtAuthenticator, JwtSettings};
-        if self.jwt_secret_file.is_none() && self.jwt_jwks_file.is_none() {
+    /// The JWT authenticator configured, if any. With `--oidc-issuer` this
+    /// reads the provider's discovery document and keys first.
+    pub async fn authenticator(&self) -> Result<Option<latchkey_jwt::JwtAuthenticator>> {
+        use latchkey_jwt::{JwtAuthenticator, JwtSettings, OidcSettings};
+        if self.jwt_secret_file.is_none() && self.jwt_jwks_file.is_none() && self.oidc_issuer.is_none() {
             if self.jwt_issuer.is_some() || self.jwt_audience.is_some() {
-                bail!("a JWT issuer or audience is set but neither --jwt-secret-file nor --jwt-jwks-file");
+                bail!(
+                    "a JWT issuer or audience is set but none of --jwt-secret-file, --jwt-jwks-file or --oidc-issuer"
+                );
             }
             return Ok(None);
         }
+        let issuer = match (&self.oidc_issuer, &self.jwt_issuer) {
+            (Some(oidc), _) => oidc.clone(),
+            (None, Some(issuer)) => issuer.clone(),
+            (None, None) => bail!("--jwt-issuer is required with --jwt-secret-file or --jwt-jwks-file"),
+        };
         let settings = JwtSettings {
-            issuer: self.jwt_issuer.clone().context("--jwt-issuer is required with JWT verification")?,
+            issuer,
             audience: self.jwt_audience.clone().context("--jwt-audience is required with JWT verification")?,
             user_claim: self.jwt_user_claim.clone(),
             org_claim: self.jwt_org_claim.clone(),
             leeway_seconds: self.jwt_leeway_seconds,
         };
-        let authenticator = if let Some(path) = &self.jwt_secret_file {
+        let authenticator = if let Some(issuer) = &self.oidc_issuer {
+            JwtAuthenticator::discover(OidcSettings::new(issuer.clone()), settings).await?
+        } else if let Some(path) = &self.jwt_secret_file {
             let secret = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
             let secret = secret.trim_ascii_end();
             JwtAuthenticator::hs256(secret, settings)?

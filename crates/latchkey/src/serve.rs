@@ -21,7 +21,7 @@ use crate::secret_key;
 
 pub async fn run(args: ServeArgs) -> Result<()> {
     // Configuration errors first, before anything is created or printed.
-    let identity_provider = args.jwt.authenticator()?;
+    let identity_provider = args.jwt.authenticator().await?;
     let database = &args.database.url;
     let sealer = Arc::new(Sealer::new(&secret_key::load(database)?));
     let metrics = Arc::new(Metrics::new());

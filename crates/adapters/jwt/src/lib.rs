@@ -9,7 +9,15 @@
 //! claiming `HS256` is not checked against an RSA public key used as an HMAC
 //! secret, and `none` is never accepted.
 //!
+//! The keys come from a shared secret, a JWKS file, or an OpenID Connect
+//! issuer's discovery document ([`oidc`]), whose keys are refetched when a
+//! token names one the cache does not hold.
+//!
 //! Architecture invariant: an adapter depends on ports and domain only.
+
+mod oidc;
+
+use std::sync::Arc;
 
 use async_trait::async_trait;
 use jsonwebtoken::jwk::{AlgorithmParameters, EllipticCurve, JwkSet, KeyAlgorithm};
@@ -17,6 +25,8 @@ use jsonwebtoken::{Algorithm, DecodingKey, Validation, decode, decode_header};
 use latchkey_domain::{OrgName, Principal, UserName};
 use latchkey_ports::{AuthenticationError, Authenticator};
 use serde_json::{Map, Value};
+
+pub use oidc::OidcSettings;
 
 /// The shortest HS256 secret accepted: as many bytes as the hash has.
 pub const MIN_SECRET_BYTES: usize = 32;
@@ -51,6 +61,9 @@ pub enum JwtConfigError {
     /// An issuer and an audience are required.
     #[error("the JWT issuer and audience must both be set")]
     MissingClaims,
+    /// The OpenID Connect provider could not be discovered.
+    #[error("OpenID Connect discovery failed: {0}")]
+    Oidc(String),
 }
 
 struct VerifyingKey {
@@ -59,19 +72,69 @@ struct VerifyingKey {
     key: DecodingKey,
 }
 
+/// Where the verifying keys come from.
+enum Keys {
+    /// Given once: a shared secret or a JWKS file.
+    Fixed(Arc<Vec<VerifyingKey>>),
+    /// An OpenID Connect provider's, kept current.
+    Provider(Box<oidc::ProviderKeys>),
+}
+
 /// Verifies JWTs from one identity provider.
 pub struct JwtAuthenticator {
-    keys: Vec<VerifyingKey>,
+    keys: Keys,
     settings: JwtSettings,
 }
 
 impl std::fmt::Debug for JwtAuthenticator {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("JwtAuthenticator")
-            .field("keys", &self.keys.len())
-            .field("issuer", &self.settings.issuer)
-            .finish()
+        let keys = match &self.keys {
+            Keys::Fixed(keys) => format!("{} fixed", keys.len()),
+            Keys::Provider(provider) => format!("{provider:?}"),
+        };
+        f.debug_struct("JwtAuthenticator").field("keys", &keys).field("issuer", &self.settings.issuer).finish()
     }
+}
+
+/// The RS256 and ES256 keys of a JWK set (the JSON of an identity
+/// provider's `jwks_uri`); keys of other types are skipped.
+fn parse_jwks(json: &str) -> Result<Vec<VerifyingKey>, JwtConfigError> {
+    let set: JwkSet = serde_json::from_str(json).map_err(|e| JwtConfigError::Jwks(e.to_string()))?;
+    let mut keys = Vec::new();
+    for jwk in &set.keys {
+        let algorithm = match (&jwk.algorithm, jwk.common.key_algorithm) {
+            (AlgorithmParameters::RSA(_), None | Some(KeyAlgorithm::RS256)) => Algorithm::RS256,
+            (AlgorithmParameters::EllipticCurve(ec), None | Some(KeyAlgorithm::ES256))
+                if ec.curve == EllipticCurve::P256 =>
+            {
+                Algorithm::ES256
+            }
+            _ => {
+                tracing::warn!(kid = ?jwk.common.key_id, "skipping a JWK that is not an RS256 or ES256 key");
+                continue;
+            }
+        };
+        match DecodingKey::from_jwk(jwk) {
+            Ok(key) => keys.push(VerifyingKey { kid: jwk.common.key_id.clone(), algorithm, key }),
+            Err(e) => tracing::warn!(kid = ?jwk.common.key_id, error = %e, "skipping an unreadable JWK"),
+        }
+    }
+    if keys.is_empty() {
+        return Err(JwtConfigError::NoUsableKey);
+    }
+    Ok(keys)
+}
+
+/// What verifying with one key set came to.
+enum Verified {
+    /// The token is good.
+    Principal(Principal),
+    /// A key of the set verified the signature, or tried and failed: the
+    /// token is refused, and no other set would change that.
+    Refused,
+    /// No key of the set could have signed it (unknown `kid` or algorithm):
+    /// a newer set might.
+    NoKey,
 }
 
 fn check_settings(settings: &JwtSettings) -> Result<(), JwtConfigError> {
@@ -92,7 +155,7 @@ impl JwtAuthenticator {
             return Err(JwtConfigError::WeakSecret);
         }
         let key = VerifyingKey { kid: None, algorithm: Algorithm::HS256, key: DecodingKey::from_secret(secret) };
-        Ok(Self { keys: vec![key], settings })
+        Ok(Self { keys: Keys::Fixed(Arc::new(vec![key])), settings })
     }
 
     /// Accepts RS256 and ES256 tokens signed by the keys of a JWK set (the
@@ -103,30 +166,52 @@ impl JwtAuthenticator {
     /// [`JwtConfigError`] when the set does not parse or has no usable key.
     pub fn from_jwks(json: &str, settings: JwtSettings) -> Result<Self, JwtConfigError> {
         check_settings(&settings)?;
-        let set: JwkSet = serde_json::from_str(json).map_err(|e| JwtConfigError::Jwks(e.to_string()))?;
-        let mut keys = Vec::new();
-        for jwk in &set.keys {
-            let algorithm = match (&jwk.algorithm, jwk.common.key_algorithm) {
-                (AlgorithmParameters::RSA(_), None | Some(KeyAlgorithm::RS256)) => Algorithm::RS256,
-                (AlgorithmParameters::EllipticCurve(ec), None | Some(KeyAlgorithm::ES256))
-                    if ec.curve == EllipticCurve::P256 =>
-                {
-                    Algorithm::ES256
-                }
-                _ => {
-                    tracing::warn!(kid = ?jwk.common.key_id, "skipping a JWK that is not an RS256 or ES256 key");
-                    continue;
-                }
-            };
-            match DecodingKey::from_jwk(jwk) {
-                Ok(key) => keys.push(VerifyingKey { kid: jwk.common.key_id.clone(), algorithm, key }),
-                Err(e) => tracing::warn!(kid = ?jwk.common.key_id, error = %e, "skipping an unreadable JWK"),
+        Ok(Self { keys: Keys::Fixed(Arc::new(parse_jwks(json)?)), settings })
+    }
+
+    /// Accepts RS256 and ES256 tokens signed by the keys of the OpenID
+    /// Connect provider `oidc.issuer`, found through its discovery document
+    /// and kept current. `settings.issuer` must be that issuer.
+    ///
+    /// # Errors
+    /// [`JwtConfigError::Oidc`] when the provider cannot be reached, its
+    /// document names another issuer, or its keys are unusable.
+    pub async fn discover(oidc: OidcSettings, settings: JwtSettings) -> Result<Self, JwtConfigError> {
+        check_settings(&settings)?;
+        if settings.issuer != oidc.issuer {
+            return Err(JwtConfigError::Oidc(format!(
+                "the required issuer {:?} is not the provider's {:?}",
+                settings.issuer, oidc.issuer
+            )));
+        }
+        Ok(Self { keys: Keys::Provider(Box::new(oidc::ProviderKeys::discover(oidc).await?)), settings })
+    }
+
+    /// Verifies `credential` with the keys of `keys` that could have signed
+    /// it.
+    fn verify(&self, keys: &[VerifyingKey], credential: &str, header: &jsonwebtoken::Header) -> Verified {
+        let mut candidates = keys
+            .iter()
+            .filter(|key| {
+                key.algorithm == header.alg
+                    && match (&key.kid, &header.kid) {
+                        (Some(expected), Some(given)) => expected == given,
+                        _ => true,
+                    }
+            })
+            .peekable();
+        if candidates.peek().is_none() {
+            return Verified::NoKey;
+        }
+        for candidate in candidates {
+            let validation = self.validation(candidate.algorithm);
+            if let Ok(data) = decode::<Map<String, Value>>(credential, &candidate.key, &validation) {
+                // A valid signature with claims that name no valid user or
+                // org is still no principal.
+                return self.principal(&data.claims).map_or(Verified::Refused, Verified::Principal);
             }
         }
-        if keys.is_empty() {
-            return Err(JwtConfigError::NoUsableKey);
-        }
-        Ok(Self { keys, settings })
+        Verified::Refused
     }
 
     fn validation(&self, algorithm: Algorithm) -> Validation {
@@ -150,21 +235,26 @@ impl JwtAuthenticator {
 impl Authenticator for JwtAuthenticator {
     async fn authenticate(&self, credential: &str) -> Result<Principal, AuthenticationError> {
         let header = decode_header(credential).map_err(|_| AuthenticationError::Invalid)?;
-        let candidates = self.keys.iter().filter(|key| {
-            key.algorithm == header.alg
-                && match (&key.kid, &header.kid) {
-                    (Some(expected), Some(given)) => expected == given,
-                    _ => true,
+        let verified = match &self.keys {
+            Keys::Fixed(keys) => self.verify(keys, credential, &header),
+            Keys::Provider(provider) => {
+                let (mut keys, stale) = provider.current();
+                if stale && let Some(fresh) = provider.refetch(&keys).await {
+                    keys = fresh;
                 }
-        });
-        for candidate in candidates {
-            let validation = self.validation(candidate.algorithm);
-            if let Ok(data) = decode::<Map<String, Value>>(credential, &candidate.key, &validation) {
-                // A valid signature with claims that name no valid user or
-                // org is still no principal.
-                return self.principal(&data.claims).ok_or(AuthenticationError::Invalid);
+                match self.verify(&keys, credential, &header) {
+                    // The provider may have rotated to a key not seen yet.
+                    Verified::NoKey => match provider.refetch(&keys).await {
+                        Some(fresh) => self.verify(&fresh, credential, &header),
+                        None => Verified::NoKey,
+                    },
+                    verified => verified,
+                }
             }
+        };
+        match verified {
+            Verified::Principal(principal) => Ok(principal),
+            Verified::Refused | Verified::NoKey => Err(AuthenticationError::Invalid),
         }
-        Err(AuthenticationError::Invalid)
     }
 }
