@@ -75,3 +75,35 @@ fn help_lists_the_commands() {
         assert!(stdout.contains(flag), "{flag} missing from:\n{stdout}");
     }
 }
+
+/// Every environment variable the binary reads, found in its source (a
+/// flag's `env = "…"` or a name read directly), is in the `--help` of the
+/// commands that read it, as the README promises.
+#[test]
+fn help_names_every_environment_variable() {
+    let source: String = std::fs::read_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/src"))
+        .unwrap()
+        .map(|entry| std::fs::read_to_string(entry.unwrap().path()).unwrap())
+        .collect();
+    let mut variables: Vec<&str> = source
+        .match_indices("\"LATCHKEY_")
+        .map(|(at, _)| {
+            let name = &source[at + 1..];
+            &name[..name.find('"').unwrap()]
+        })
+        .collect();
+    variables.push("RUST_LOG");
+    variables.sort_unstable();
+    variables.dedup();
+    assert!(variables.len() > 20, "{variables:?}");
+    let (_, serve, _) = run_cli(&["serve", "--help"]);
+    let (_, gateway, _) = run_cli(&["gateway", "--help"]);
+    for variable in variables {
+        assert!(serve.contains(variable) || gateway.contains(variable), "{variable} is in no --help");
+    }
+    for text in [&serve, &gateway] {
+        for always in ["LATCHKEY_SECRET_KEY", "RUST_LOG", "LATCHKEY_LOG_FORMAT"] {
+            assert!(text.contains(always), "{always} missing from:\n{text}");
+        }
+    }
+}

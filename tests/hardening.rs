@@ -180,13 +180,44 @@ async fn failed_authentication_is_rate_limited_per_client_but_valid_traffic_is_n
 
 #[tokio::test]
 async fn no_secret_reaches_the_logs_even_at_trace_level() {
+    let log = a_session_logged_as("text").await;
+    assert!(log.contains(" TRACE "), "trace logging is on");
+}
+
+#[tokio::test]
+async fn json_logs_are_one_object_a_line_and_hold_no_secret_either() {
+    let log = a_session_logged_as("json").await;
+    let mut levels = BTreeSet::new();
+    for line in log.lines().filter(|line| !line.is_empty()) {
+        let entry: Value = serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {line}"));
+        assert!(entry["timestamp"].is_string() && entry["target"].is_string(), "{line}");
+        levels.insert(entry["level"].as_str().unwrap().to_owned());
+    }
+    assert!(levels.contains("TRACE") && levels.contains("INFO"), "{levels:?}");
+    let answered = log.lines().find(|line| line.contains("\"answered\"")).expect("an answer is logged");
+    let answered: Value = serde_json::from_str(answered).unwrap();
+    assert!(answered["status"].is_number() && answered["span"]["request_id"].is_string(), "{answered}");
+}
+
+/// A whole session against a server logging at trace level in `format`:
+/// no secret used in it is in the log, which is answered.
+async fn a_session_logged_as(format: &str) -> String {
     use jsonwebtoken::{EncodingKey, Header, encode, get_current_timestamp};
     let dir = TempDir::new("secrets");
     let secret_file = dir.path().join("jwt.secret");
     std::fs::write(&secret_file, "a secret of at least thirty-two bytes for HS256 tests").unwrap();
     let server = Server::start(
         &dir.sqlite_url(),
-        &["--jwt-secret-file", secret_file.to_str().unwrap(), "--jwt-issuer", "https://idp/", "--jwt-audience", "lk"],
+        &[
+            "--jwt-secret-file",
+            secret_file.to_str().unwrap(),
+            "--jwt-issuer",
+            "https://idp/",
+            "--jwt-audience",
+            "lk",
+            "--log-format",
+            format,
+        ],
         &[("RUST_LOG", "trace")],
         &dir.path().join("server.log"),
     );
@@ -237,10 +268,10 @@ async fn no_secret_reaches_the_logs_even_at_trace_level() {
     server.call(Method::GET, "/v3/tokens", Some(&wrong_key), None).await;
     tokio::time::sleep(std::time::Duration::from_millis(300)).await;
     let log = server.log_text();
-    assert!(log.contains(" TRACE "), "trace logging is on");
     for secret in &secrets {
         // The random part is what matters: the prefix is public.
         let random = &secret[secret.len().saturating_sub(24)..];
         assert!(!log.contains(random), "a secret ending …{random} is in the log");
     }
+    log
 }

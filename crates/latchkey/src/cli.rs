@@ -13,10 +13,36 @@ use latchkey_ports::{CreateConnectionError, CreateUserError};
 
 use crate::database::{DatabaseUrl, Storage};
 
+/// What every command reads from the environment besides its flags' own
+/// variables (which `--help` shows beside each flag).
+pub const ENVIRONMENT: &str = "\
+Environment:
+  LATCHKEY_SECRET_KEY  the server key that seals stored token values (32 bytes,
+                       base64 or hex); with SQLite it is generated beside the
+                       database file when unset, with PostgreSQL it is required.
+                       Never a flag: a command line is visible to every user of
+                       the host.
+  RUST_LOG             which log lines to write, e.g. info, debug or
+                       latchkey_http=debug (default: info for serve and gateway,
+                       warn for the other commands)";
+
+/// How log lines are written.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    #[default]
+    Text,
+    /// One JSON object a line, for log pipelines.
+    Json,
+}
+
 /// Issue, manage and enforce API access tokens for data APIs.
 #[derive(Debug, Parser)]
-#[command(name = "latchkey", version, about)]
+#[command(name = "latchkey", version, about, after_help = ENVIRONMENT)]
 pub struct Cli {
+    /// How log lines (on standard error) are written.
+    #[arg(long, env = "LATCHKEY_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text, global = true)]
+    pub log_format: LogFormat,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -24,9 +50,11 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Serve the Tokens API and the web page.
+    #[command(after_help = ENVIRONMENT)]
     Serve(Box<ServeArgs>),
     /// Stand in front of a data API as a reverse proxy that authorizes
     /// every request before forwarding it.
+    #[command(after_help = ENVIRONMENT)]
     Gateway(Box<GatewayArgs>),
     /// Manage built-in users.
     Users {

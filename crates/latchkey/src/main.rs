@@ -17,7 +17,7 @@ use anyhow::Result;
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 use clap::Parser;
 
-use crate::cli::{Cli, Command, ConnectionsCommand, UsersCommand};
+use crate::cli::{Cli, Command, ConnectionsCommand, LogFormat, UsersCommand};
 
 #[tokio::main]
 async fn main() -> Result<()> {
@@ -27,8 +27,13 @@ async fn main() -> Result<()> {
     let default_filter = if matches!(cli.command, Command::Serve(_) | Command::Gateway(_)) { "info" } else { "warn" };
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_filter));
-    let colour = std::io::IsTerminal::is_terminal(&std::io::stderr());
-    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_ansi(colour).init();
+    let logs = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    match cli.log_format {
+        LogFormat::Text => logs.with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr())).init(),
+        // Fields at the top level and the span's fields beside them, so a
+        // pipeline reads `request_id` without digging.
+        LogFormat::Json => logs.json().flatten_event(true).with_current_span(true).with_span_list(false).init(),
+    }
 
     match cli.command {
         Command::Serve(args) => serve::run(*args).await,
