@@ -10,7 +10,8 @@ use support::{TempDir, run_cli};
 fn users_create_prints_the_key_as_the_only_line() {
     let dir = TempDir::new("cli-users");
     let db = dir.sqlite_url();
-    let (ok, stdout, _) = run_cli(&["users", "create", "ana@example.com", "--org", "acme", "--database", &db]);
+    let create = ["users", "create", "ana@example.com", "--org", "acme", "--database", &db, "--create"];
+    let (ok, stdout, _) = run_cli(&create);
     assert!(ok);
     let lines: Vec<&str> = stdout.lines().collect();
     assert_eq!(lines.len(), 1, "{stdout:?}");
@@ -35,6 +36,8 @@ fn connections_create_needs_an_existing_org_and_a_known_provider() {
     let create = |name: &str, org: &str, provider: &str| {
         run_cli(&["connections", "create", name, "--org", org, "--provider", provider, "--database", &db])
     };
+    let (ok, _, _) = run_cli(&["users", "create", "ana", "--org", "other", "--database", &db, "--create"]);
+    assert!(ok);
     let (ok, _, stderr) = create("bq", "acme", "bigquery");
     assert!(!ok && stderr.contains("there is no org"), "{stderr}");
     let (ok, _, _) = run_cli(&["users", "create", "ana", "--org", "acme", "--database", &db]);
@@ -106,4 +109,104 @@ fn help_names_every_environment_variable() {
             assert!(text.contains(always), "{always} missing from:\n{text}");
         }
     }
+}
+
+/// A one-shot command pointed at a SQLite file that does not exist (run in
+/// the wrong directory, or with a mistyped path) refuses, naming the
+/// absolute path, instead of making an empty database the server never
+/// reads; `--create` makes it on purpose.
+#[test]
+fn one_shot_commands_refuse_a_database_that_is_not_there() {
+    let dir = TempDir::new("cli-missing");
+    let missing = dir.path().join("nowhere/latchkey.db");
+    let url = format!("sqlite://{}", missing.display());
+    let (ok, stdout, stderr) = run_cli(&["users", "create", "ana", "--org", "acme", "--database", &url]);
+    assert!(!ok && stdout.is_empty(), "{stdout}");
+    assert!(stderr.contains(&format!("there is no database at {}", missing.display())), "{stderr}");
+    assert!(stderr.contains("--create"), "{stderr}");
+    assert!(!missing.exists() && !dir.path().join("nowhere").exists(), "nothing was made");
+    let (ok, _, stderr) =
+        run_cli(&["connections", "create", "bq", "--org", "acme", "--provider", "bigquery", "--database", &url]);
+    assert!(!ok && stderr.contains("there is no database at"), "{stderr}");
+
+    // A relative path is named as the absolute path it stands for.
+    let output = std::process::Command::new(support::binary())
+        .args(["users", "create", "ana", "--org", "acme", "--database", "sqlite://relative.db"])
+        .current_dir(dir.path())
+        .env_remove("LATCHKEY_DATABASE_URL")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8(output.stderr).unwrap();
+    assert!(stderr.contains(&format!("{}/relative.db", dir.path().display())), "{stderr}");
+
+    let beside = dir.path().join("new.db");
+    let url = format!("sqlite://{}", beside.display());
+    let (ok, stdout, stderr) = run_cli(&["users", "create", "ana", "--org", "acme", "--database", &url, "--create"]);
+    assert!(ok, "{stderr}");
+    assert!(stdout.starts_with("latchkey_uk_") && beside.exists());
+
+    // The gateway reads the database serve writes: it never makes one.
+    let (ok, _, stderr) = run_cli(&[
+        "gateway",
+        "--org",
+        "acme",
+        "--upstream",
+        "http://127.0.0.1:9",
+        "--listen",
+        "127.0.0.1:0",
+        "--database",
+        &format!("sqlite://{}", missing.display()),
+    ]);
+    assert!(!ok && stderr.contains("there is no database at"), "{stderr}");
+}
+
+/// `serve` on a port that is taken fails before it creates anything: no
+/// database, no key file, no admin key printed.
+#[test]
+fn serve_on_a_taken_port_creates_nothing() {
+    let dir = TempDir::new("cli-taken");
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let address = taken.local_addr().unwrap().to_string();
+    let db = dir.path().join("latchkey.db");
+    let output = std::process::Command::new(support::binary())
+        .args(["serve", "--listen", &address, "--database", &format!("sqlite://{}", db.display())])
+        .env_remove("LATCHKEY_SECRET_KEY")
+        .env_remove("LATCHKEY_DATABASE_URL")
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    let stdout = String::from_utf8(output.stdout).unwrap();
+    let stderr = String::from_utf8(output.stderr).unwrap();
+    assert!(!stdout.contains("latchkey_uk_"), "{stdout}");
+    assert!(stderr.contains(&format!("cannot listen on {address}")), "{stderr}");
+    assert!(!db.exists() && !dir.path().join("latchkey.db.key").exists());
+}
+
+/// `--listen` takes host names, as operators write them.
+#[test]
+fn listen_takes_a_host_name() {
+    let dir = TempDir::new("cli-listen");
+    let server = support::Server::start_listening(&dir.sqlite_url(), "localhost:0", &dir.path().join("log"));
+    assert!(server.url.starts_with("http://127.0.0.1:") || server.url.starts_with("http://[::1]:"), "{}", server.url);
+    let (ok, _, stderr) = run_cli(&["serve", "--listen", "localhost", "--database", "memory://"]);
+    assert!(!ok && stderr.contains("HOST:PORT"), "{stderr}");
+    let (ok, _, stderr) = run_cli(&["serve", "--listen", ":8080", "--database", "memory://"]);
+    assert!(!ok && stderr.contains("0.0.0.0:PORT"), "{stderr}");
+}
+
+/// An unreachable PostgreSQL fails the start within seconds, naming where
+/// and why.
+#[test]
+fn an_unreachable_postgres_is_named_with_its_cause() {
+    let started = std::time::Instant::now();
+    let output = std::process::Command::new(support::binary())
+        .args(["serve", "--listen", "127.0.0.1:0", "--database", "postgres://latchkey@127.0.0.1:9/tokens"])
+        .env("LATCHKEY_SECRET_KEY", "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=")
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8(output.stderr).unwrap();
+    assert!(stderr.contains("cannot connect to PostgreSQL at 127.0.0.1:9/tokens"), "{stderr}");
+    assert!(stderr.to_lowercase().contains("refused"), "the cause: {stderr}");
+    assert!(started.elapsed() < std::time::Duration::from_secs(8), "{:?}", started.elapsed());
 }

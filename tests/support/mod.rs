@@ -63,15 +63,25 @@ pub fn run_cli(args: &[&str]) -> (bool, String, String) {
 
 /// Creates a user with the CLI and returns the key.
 pub fn create_user(database: &str, org: &str, name: &str) -> String {
-    let (ok, stdout, stderr) = run_cli(&["users", "create", name, "--org", org, "--database", database]);
+    let (ok, stdout, stderr) = run_cli(&["users", "create", name, "--org", org, "--database", database, "--create"]);
     assert!(ok, "users create failed: {stderr}");
     stdout.trim().to_owned()
 }
 
 /// Creates a connection with the CLI.
 pub fn create_connection(database: &str, org: &str, name: &str, provider: &str) {
-    let (ok, _, stderr) =
-        run_cli(&["connections", "create", name, "--org", org, "--provider", provider, "--database", database]);
+    let (ok, _, stderr) = run_cli(&[
+        "connections",
+        "create",
+        name,
+        "--org",
+        org,
+        "--provider",
+        provider,
+        "--database",
+        database,
+        "--create",
+    ]);
     assert!(ok, "connections create failed: {stderr}");
 }
 
@@ -89,7 +99,22 @@ pub struct Server {
 impl Server {
     /// Starts the binary on a free port and waits until it listens.
     pub fn start(database: &str, extra_args: &[&str], env: &[(&str, &str)], log: &Path) -> Self {
-        let serve = ["serve", "--listen", "127.0.0.1:0", "--database", database, "--usage-flush-ms", "100"];
+        Self::start_listening_with(database, "127.0.0.1:0", extra_args, env, log)
+    }
+
+    /// Starts the binary listening on `listen`.
+    pub fn start_listening(database: &str, listen: &str, log: &Path) -> Self {
+        Self::start_listening_with(database, listen, &[], &[], log)
+    }
+
+    fn start_listening_with(
+        database: &str,
+        listen: &str,
+        extra_args: &[&str],
+        env: &[(&str, &str)],
+        log: &Path,
+    ) -> Self {
+        let serve = ["serve", "--listen", listen, "--database", database, "--usage-flush-ms", "100"];
         Self::run(&serve, extra_args, env, log)
     }
 

@@ -2,7 +2,6 @@
 
 #![allow(clippy::print_stdout)]
 
-use std::net::SocketAddr;
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
@@ -68,6 +67,37 @@ pub enum Command {
     },
 }
 
+/// An address to listen on: `HOST:PORT`, where the host is an IP address
+/// (`[::1]` for IPv6) or a name such as `localhost`, resolved when binding.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ListenAddress(String);
+
+impl std::str::FromStr for ListenAddress {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        let (host, port) = text.rsplit_once(':').ok_or("expected HOST:PORT, e.g. 127.0.0.1:8080 or localhost:8080")?;
+        if host.is_empty() {
+            return Err("the host is missing: use 0.0.0.0:PORT to listen on every interface".into());
+        }
+        port.parse::<u16>().map_err(|_| format!("{port:?} is not a port (0 to 65535)"))?;
+        Ok(Self(text.to_owned()))
+    }
+}
+
+impl std::fmt::Display for ListenAddress {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl ListenAddress {
+    /// Binds the first address the host resolves to that can be bound.
+    pub async fn bind(&self) -> Result<tokio::net::TcpListener> {
+        tokio::net::TcpListener::bind(self.0.as_str()).await.with_context(|| format!("cannot listen on {}", self.0))
+    }
+}
+
 #[derive(Debug, Args)]
 pub struct DatabaseArgs {
     /// sqlite://PATH (sqlite:///ABSOLUTE/PATH), postgres://… or memory://
@@ -80,9 +110,9 @@ pub struct DatabaseArgs {
 
 #[derive(Debug, Args)]
 pub struct ServeArgs {
-    /// The address to listen on (port 0 picks a free port).
+    /// The address to listen on, HOST:PORT (port 0 picks a free port).
     #[arg(long, env = "LATCHKEY_LISTEN", default_value = "127.0.0.1:8080")]
-    pub listen: SocketAddr,
+    pub listen: ListenAddress,
     #[command(flatten)]
     pub database: DatabaseArgs,
     /// Do not create the first org, user and connection on an empty database.
@@ -264,9 +294,9 @@ pub struct GatewayArgs {
     /// within an org, so a token of another org is refused.
     #[arg(long, env = "LATCHKEY_ORG", value_parser = parse_org)]
     pub org: OrgName,
-    /// The address to listen on (port 0 picks a free port).
+    /// The address to listen on, HOST:PORT (port 0 picks a free port).
     #[arg(long, env = "LATCHKEY_GATEWAY_LISTEN", default_value = "127.0.0.1:8081")]
-    pub listen: SocketAddr,
+    pub listen: ListenAddress,
     #[command(flatten)]
     pub database: DatabaseArgs,
     #[command(flatten)]
@@ -291,7 +321,7 @@ pub struct GatewayArgs {
     /// the gateway's listener goes to the data API. Without it, the
     /// gateway's metrics are not served.
     #[arg(long, env = "LATCHKEY_METRICS_LISTEN")]
-    pub metrics_listen: Option<SocketAddr>,
+    pub metrics_listen: Option<ListenAddress>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -309,6 +339,10 @@ pub struct CreateUserArgs {
     pub org: String,
     #[command(flatten)]
     pub database: DatabaseArgs,
+    /// Create the SQLite file when it does not exist (a provisioning script
+    /// preparing a database before `serve --no-bootstrap`).
+    #[arg(long)]
+    pub create: bool,
 }
 
 #[derive(Debug, Subcommand)]
@@ -329,11 +363,21 @@ pub struct CreateConnectionArgs {
     pub provider: String,
     #[command(flatten)]
     pub database: DatabaseArgs,
+    /// Create the SQLite file when it does not exist.
+    #[arg(long)]
+    pub create: bool,
 }
 
-async fn durable_stores(args: &DatabaseArgs) -> Result<Storage> {
+/// The store a one-shot command changes: never `memory://` (nothing would
+/// remain), and a SQLite file only if it exists or `create` says to make
+/// it, so that a command run in the wrong directory does not quietly make
+/// an empty database and a key the running server never sees.
+async fn durable_stores(args: &DatabaseArgs, create: bool) -> Result<Storage> {
     if matches!(args.url, DatabaseUrl::Memory) {
         bail!("memory:// keeps nothing after this command ends; name a sqlite:// or postgres:// database");
+    }
+    if !create {
+        args.url.must_exist("pass --create to make a new database here")?;
     }
     args.url.open(args.postgres_pool_size).await
 }
@@ -345,7 +389,7 @@ pub async fn create_user(args: CreateUserArgs) -> Result<()> {
         org: OrgName::new(&args.org).with_context(|| format!("invalid org name {:?}", args.org))?,
         user: UserName::new(&args.name).with_context(|| format!("invalid user name {:?}", args.name))?,
     };
-    let stores = durable_stores(&args.database).await?;
+    let stores = durable_stores(&args.database, args.create).await?;
     let users = UserService::new(stores.users.clone(), stores.catalog.clone());
     match users.create_user(&principal).await {
         Ok(key) => {
@@ -366,7 +410,7 @@ pub async fn create_connection(args: CreateConnectionArgs) -> Result<()> {
         name: ConnectionName::new(&args.name).with_context(|| format!("invalid connection name {:?}", args.name))?,
         provider: args.provider.parse::<Provider>().with_context(|| format!("{:?}", args.provider))?,
     };
-    let stores = durable_stores(&args.database).await?;
+    let stores = durable_stores(&args.database, args.create).await?;
     let users = UserService::new(stores.users.clone(), stores.catalog.clone());
     match users.create_connection(&org, &connection).await {
         Ok(()) => {

@@ -85,6 +85,22 @@ impl DatabaseUrl {
         })
     }
 
+    /// Fails, naming the file's absolute path, when this is a SQLite file
+    /// that does not exist; `hint` says what to do instead.
+    pub fn must_exist(&self, hint: &str) -> Result<()> {
+        if let DatabaseUrl::Sqlite(path) = self
+            && !path.exists()
+        {
+            let absolute = std::path::absolute(path).unwrap_or_else(|_| path.clone());
+            anyhow::bail!(
+                "there is no database at {} (from --database or LATCHKEY_DATABASE_URL, default \
+                 sqlite://latchkey.db in the current directory); name the one `latchkey serve` uses, or {hint}",
+                absolute.display()
+            );
+        }
+        Ok(())
+    }
+
     /// The URL with any password hidden, for messages.
     pub fn redacted(&self) -> String {
         match self {

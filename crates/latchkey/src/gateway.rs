@@ -27,6 +27,13 @@ pub async fn run(args: GatewayArgs) -> Result<()> {
     if matches!(database, DatabaseUrl::Memory) {
         bail!("memory:// would hold no tokens: point the gateway at the database `latchkey serve` uses");
     }
+    database.must_exist("start `latchkey serve` on it first")?;
+    // Listen first: a taken port fails the start before anything is opened.
+    let listener = args.listen.bind().await?;
+    let metrics_listener = match &args.metrics_listen {
+        Some(address) => Some(address.bind().await.context("for --metrics-listen")?),
+        None => None,
+    };
     let metrics = Arc::new(Metrics::new());
     let stores = database.open(args.database.postgres_pool_size).await?.observed(&metrics);
     // With SQLite another process (`latchkey serve`) makes the changes and
@@ -48,14 +55,8 @@ pub async fn run(args: GatewayArgs) -> Result<()> {
     };
     let readiness = Arc::new(latchkey_app::Readiness::new(stores.health.clone()));
     let app = latchkey_http::gateway::app(enforcer, readiness, settings);
-    let listener = tokio::net::TcpListener::bind(args.listen)
-        .await
-        .with_context(|| format!("cannot listen on {}", args.listen))?;
     let address = listener.local_addr()?;
-    if let Some(metrics_address) = args.metrics_listen {
-        let metrics_listener = tokio::net::TcpListener::bind(metrics_address)
-            .await
-            .with_context(|| format!("cannot listen on {metrics_address} for metrics"))?;
+    if let Some(metrics_listener) = metrics_listener {
         let bound = metrics_listener.local_addr()?;
         println!("latchkey metrics on http://{bound}/metrics");
         tokio::spawn(async move {

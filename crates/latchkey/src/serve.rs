@@ -23,6 +23,10 @@ pub async fn run(args: ServeArgs) -> Result<()> {
     // Configuration errors first, before anything is created or printed.
     let identity_provider = args.jwt.authenticator().await?;
     let database = &args.database.url;
+    // Listen before anything is created or printed: a taken port fails the
+    // start without making a key file, or bootstrapping a database whose
+    // admin key then goes unused.
+    let listener = args.listen.bind().await?;
     let sealer = Arc::new(Sealer::new(&secret_key::load(database)?));
     let metrics = Arc::new(Metrics::new());
     let stores = database.open(args.database.postgres_pool_size).await?.observed(&metrics);
@@ -78,9 +82,6 @@ pub async fn run(args: ServeArgs) -> Result<()> {
     };
     let app = latchkey_http::app(services);
 
-    let listener = tokio::net::TcpListener::bind(args.listen)
-        .await
-        .with_context(|| format!("cannot listen on {}", args.listen))?;
     let address = listener.local_addr()?;
     println!("latchkey listening on http://{address}");
     tracing::info!(%address, "listening");

@@ -11,18 +11,29 @@ use latchkey_ports::{
     InsertError, Page, StoreHealth, TokenRepository, UpdateError, UserDirectory,
 };
 use latchkey_rows::{TokenRow, encode_apis, encode_grants, encode_referers, version_to_column};
-use sqlx::postgres::{PgPoolOptions, PgRow};
-use sqlx::{PgPool, Row};
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions, PgRow};
+use sqlx::{Connection as _, PgConnection, PgPool, Row};
 use time::OffsetDateTime;
 
 use crate::migrations::{self, MigrateError};
 
+/// How long the first connection may take before the start fails.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
 /// Why the database could not be used.
 #[derive(Debug, thiserror::Error)]
 pub enum ConnectError {
-    /// The server could not be reached or refused the credentials.
-    #[error("cannot connect to PostgreSQL: {0}")]
-    Connect(#[source] sqlx::Error),
+    /// The URL is not one sqlx reads.
+    #[error("not a PostgreSQL URL: {0}")]
+    Url(#[source] sqlx::Error),
+    /// The server could not be reached, or refused the credentials.
+    #[error("cannot connect to PostgreSQL at {at}: {cause}")]
+    Connect {
+        /// `host:port/database`, without credentials.
+        at: String,
+        /// What went wrong, as the driver says it.
+        cause: String,
+    },
     /// The schema could not be brought up to date.
     #[error("cannot migrate the PostgreSQL schema: {0}")]
     Migrate(#[from] MigrateError),
@@ -42,12 +53,30 @@ impl PostgresStore {
     /// # Errors
     /// [`ConnectError`].
     pub async fn connect(url: &str, max_connections: u32) -> Result<Self, ConnectError> {
+        let options: PgConnectOptions = url.parse().map_err(ConnectError::Url)?;
+        let at = format!(
+            "{}:{}/{}",
+            options.get_host(),
+            options.get_port(),
+            options.get_database().unwrap_or(options.get_username())
+        );
+        // One connection first, with a deadline of its own: a pool retries
+        // until its acquire timeout and then only says that it timed out,
+        // without the host or the cause.
+        let first = tokio::time::timeout(CONNECT_TIMEOUT, PgConnection::connect_with(&options)).await;
+        match first {
+            Ok(Ok(connection)) => drop(connection.close().await),
+            Ok(Err(error)) => return Err(ConnectError::Connect { at, cause: error.to_string() }),
+            Err(_) => {
+                return Err(ConnectError::Connect { at, cause: format!("no answer within {CONNECT_TIMEOUT:?}") });
+            }
+        }
         let pool = PgPoolOptions::new()
             .max_connections(max_connections)
             .acquire_timeout(Duration::from_secs(10))
-            .connect(url)
+            .connect_with(options)
             .await
-            .map_err(ConnectError::Connect)?;
+            .map_err(|error| ConnectError::Connect { at, cause: error.to_string() })?;
         migrations::migrate(&pool).await?;
         Ok(Self { pool })
     }
