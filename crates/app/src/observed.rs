@@ -9,7 +9,7 @@
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use latchkey_domain::{Connection, OrgName, Principal, SecretHash, Timestamp, Token, TokenId};
+use latchkey_domain::{Connection, OrgName, Principal, SealedSecret, SecretHash, Timestamp, Token, TokenId};
 use latchkey_metrics::Metrics;
 use latchkey_ports::{
     BackendError, ConnectionCatalog, CreateConnectionError, CreateUserError, Cursor, DeleteError, GetError,
@@ -90,6 +90,21 @@ impl<S: TokenRepository + ?Sized> TokenRepository for Observed<S> {
 
     async fn record_last_use(&self, uses: &[(TokenId, Timestamp)]) -> Result<(), BackendError> {
         self.watch("record_last_use", self.inner.record_last_use(uses).await)
+    }
+
+    async fn sealed_secrets(
+        &self,
+        after: Option<TokenId>,
+        limit: usize,
+    ) -> Result<Vec<(TokenId, SealedSecret)>, BackendError> {
+        self.watch("sealed_secrets", self.inner.sealed_secrets(after, limit).await)
+    }
+
+    async fn replace_sealed_secrets(
+        &self,
+        replacements: &[(TokenId, SealedSecret, SealedSecret)],
+    ) -> Result<u64, BackendError> {
+        self.watch("replace_sealed_secrets", self.inner.replace_sealed_secrets(replacements).await)
     }
 }
 

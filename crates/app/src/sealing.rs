@@ -25,9 +25,21 @@ pub enum SealError {
     Open,
 }
 
-/// Seals and opens token values under one server key.
+/// Seals token values under the server key, and opens them under it or,
+/// while a rotation is under way, under the previous key.
 pub struct Sealer {
     cipher: Aes256Gcm,
+    /// Keys being rotated away from, tried in order: they open, never seal.
+    previous: Vec<Aes256Gcm>,
+}
+
+/// Which key a sealed value opened with, for re-sealing.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Resealed {
+    /// It is sealed under the current key already.
+    Current,
+    /// It was sealed under the previous key; here it is under the current.
+    Moved(SealedSecret),
 }
 
 impl std::fmt::Debug for Sealer {
@@ -48,7 +60,16 @@ impl Sealer {
     /// A sealer for the 256-bit server key `key`.
     #[must_use]
     pub fn new(key: &[u8; 32]) -> Self {
-        Self { cipher: Aes256Gcm::new(&Key::<Aes256Gcm>::from(*key)) }
+        Self { cipher: Aes256Gcm::new(&Key::<Aes256Gcm>::from(*key)), previous: Vec::new() }
+    }
+
+    /// Also opens values sealed under `previous`, a key being rotated away
+    /// from (values sealed before the rotation, until they are re-sealed).
+    /// Call once for each such key.
+    #[must_use]
+    pub fn with_previous(mut self, previous: &[u8; 32]) -> Self {
+        self.previous.push(Aes256Gcm::new(&Key::<Aes256Gcm>::from(*previous)));
+        self
     }
 
     /// Encrypts `value` for token `id` under a fresh random nonce.
@@ -70,25 +91,48 @@ impl Sealer {
         Ok(SealedSecret::new(sealed))
     }
 
-    /// Decrypts the value of token `id`.
+    /// Decrypts the value of token `id`, under the current key or else a
+    /// previous one.
     ///
     /// # Errors
-    /// [`SealError::Open`] when the value was sealed under another key, for
+    /// [`SealError::Open`] when the value was sealed under none of the keys, for
     /// another token, or was altered.
     pub fn open(&self, id: &TokenId, sealed: &SealedSecret) -> Result<TokenValue, SealError> {
-        let bytes = sealed.as_bytes();
-        let (Some(&FORMAT_V1), Some(nonce), Some(ciphertext)) =
-            (bytes.first(), bytes.get(1..=NONCE_LEN), bytes.get(1 + NONCE_LEN..))
-        else {
-            return Err(SealError::Open);
-        };
-        let nonce: [u8; NONCE_LEN] = nonce.try_into().map_err(|_| SealError::Open)?;
-        let aad = associated_data(id);
-        let plain =
-            self.cipher.decrypt(&nonce.into(), Payload { msg: ciphertext, aad: &aad }).map_err(|_| SealError::Open)?;
-        let text = String::from_utf8(plain).map_err(|_| SealError::Open)?;
-        TokenValue::parse(&text).map_err(|_| SealError::Open)
+        std::iter::once(&self.cipher)
+            .chain(&self.previous)
+            .find_map(|cipher| open_with(cipher, id, sealed).ok())
+            .ok_or(SealError::Open)
     }
+
+    /// The value of token `id` sealed under the current key: [`Resealed::Current`]
+    /// when it already is, a new sealed value when it was under a previous
+    /// key.
+    ///
+    /// # Errors
+    /// [`SealError::Open`] when it opens under none of the keys;
+    /// [`SealError::Random`] when no nonce can be drawn.
+    pub fn reseal(&self, id: &TokenId, sealed: &SealedSecret) -> Result<Resealed, SealError> {
+        if open_with(&self.cipher, id, sealed).is_ok() {
+            return Ok(Resealed::Current);
+        }
+        let value =
+            self.previous.iter().find_map(|cipher| open_with(cipher, id, sealed).ok()).ok_or(SealError::Open)?;
+        Ok(Resealed::Moved(self.seal(id, &value)?))
+    }
+}
+
+fn open_with(cipher: &Aes256Gcm, id: &TokenId, sealed: &SealedSecret) -> Result<TokenValue, SealError> {
+    let bytes = sealed.as_bytes();
+    let (Some(&FORMAT_V1), Some(nonce), Some(ciphertext)) =
+        (bytes.first(), bytes.get(1..=NONCE_LEN), bytes.get(1 + NONCE_LEN..))
+    else {
+        return Err(SealError::Open);
+    };
+    let nonce: [u8; NONCE_LEN] = nonce.try_into().map_err(|_| SealError::Open)?;
+    let aad = associated_data(id);
+    let plain = cipher.decrypt(&nonce.into(), Payload { msg: ciphertext, aad: &aad }).map_err(|_| SealError::Open)?;
+    let text = String::from_utf8(plain).map_err(|_| SealError::Open)?;
+    TokenValue::parse(&text).map_err(|_| SealError::Open)
 }
 
 #[cfg(test)]
@@ -126,5 +170,20 @@ mod tests {
         for short in [vec![], vec![FORMAT_V1], vec![2; 40]] {
             assert!(sealer.open(&id, &SealedSecret::new(short)).is_err());
         }
+    }
+
+    #[test]
+    fn a_rotation_opens_both_keys_and_reseals_under_the_new_one() {
+        let (id, value) = fresh();
+        let before = Sealer::new(&[1; 32]).seal(&id, &value).unwrap();
+        let rotating = Sealer::new(&[2; 32]).with_previous(&[1; 32]);
+        assert_eq!(rotating.open(&id, &before).unwrap(), value, "the previous key still opens");
+        let Resealed::Moved(after) = rotating.reseal(&id, &before).unwrap() else { panic!("moved") };
+        assert_eq!(Sealer::new(&[2; 32]).open(&id, &after).unwrap(), value, "the new key alone opens it");
+        assert!(Sealer::new(&[1; 32]).open(&id, &after).is_err());
+        assert_eq!(rotating.reseal(&id, &after).unwrap(), Resealed::Current, "a second pass does nothing");
+        let stranger = Sealer::new(&[3; 32]).seal(&id, &value).unwrap();
+        assert!(matches!(rotating.reseal(&id, &stranger), Err(SealError::Open)));
+        assert!(matches!(Sealer::new(&[2; 32]).reseal(&id, &before), Err(SealError::Open)), "no previous key");
     }
 }

@@ -3,7 +3,9 @@
 
 use std::collections::HashSet;
 
-use latchkey_domain::{Connection, ConnectionName, Provider, SealedSecret, Token, TokenName, TokenValue, UserKey};
+use latchkey_domain::{
+    Connection, ConnectionName, Provider, SealedSecret, Token, TokenId, TokenName, TokenValue, UserKey,
+};
 use latchkey_ports::{CreateConnectionError, CreateUserError, Cursor, DeleteError, GetError, InsertError, UpdateError};
 use rand::rngs::SysRng;
 
@@ -352,6 +354,67 @@ pub async fn last_use_only_moves_forward_and_is_not_a_change(stores: &Stores) {
     let renamed = Token { name: TokenName::new("renamed").unwrap(), version: 2, ..used.clone() };
     stores.tokens.update(&renamed, 1).await.unwrap();
     assert_eq!(stores.tokens.get(&used.id, &used.owner).await.unwrap().last_used_at, Some(at(10)));
+}
+
+pub async fn sealed_secrets_are_walked_in_id_order(stores: &Stores) {
+    let ana = principal("acme", "ana");
+    let bob = principal("other", "bob");
+    let mut stored = Vec::new();
+    for n in 0..7 {
+        let owner = if n % 2 == 0 { &ana } else { &bob };
+        let token =
+            Token { sealed_secret: SealedSecret::new(vec![n, 255, 0, n]), ..token(owner, &format!("t{n}"), at(0)) };
+        stores.tokens.insert(&token, None).await.unwrap();
+        stored.push((token.id.clone(), token.sealed_secret.clone()));
+    }
+    // Bytewise, as the port says: upper case before lower case.
+    stored.sort_by(|a, b| a.0.as_str().as_bytes().cmp(b.0.as_str().as_bytes()));
+    let mut walked = Vec::new();
+    let mut after = None;
+    loop {
+        let page = stores.tokens.sealed_secrets(after.clone(), 3).await.unwrap();
+        assert!(page.len() <= 3);
+        let Some((last, _)) = page.last() else { break };
+        after = Some(last.clone());
+        walked.extend(page);
+    }
+    assert_eq!(walked, stored, "every token once, in id order, across owners");
+}
+
+pub async fn sealed_secrets_are_replaced_only_if_unchanged(stores: &Stores) {
+    let owner = principal("acme", "ana");
+    let first = token(&owner, "first", at(0));
+    let second = token(&owner, "second", at(0));
+    let gone = token(&owner, "gone", at(0));
+    for t in [&first, &second, &gone] {
+        stores.tokens.insert(t, None).await.unwrap();
+    }
+    stores.tokens.delete(&gone.id, None).await.unwrap();
+    let resealed = SealedSecret::new(vec![9; 40]);
+    let stale = SealedSecret::new(vec![7; 40]);
+    let replaced = stores
+        .tokens
+        .replace_sealed_secrets(&[
+            (first.id.clone(), first.sealed_secret.clone(), resealed.clone()),
+            (second.id.clone(), stale.clone(), resealed.clone()),
+            (gone.id.clone(), gone.sealed_secret.clone(), resealed.clone()),
+        ])
+        .await
+        .unwrap();
+    assert_eq!(replaced, 1, "only the token that still held the expected value");
+    let stored = stores.tokens.get(&first.id, &owner).await.unwrap();
+    assert_eq!(stored, Token { sealed_secret: resealed.clone(), ..first.clone() }, "nothing else changes");
+    assert_eq!(stores.tokens.get(&second.id, &owner).await.unwrap(), second, "not the stored value: untouched");
+    let again = stores
+        .tokens
+        .replace_sealed_secrets(&[(first.id.clone(), first.sealed_secret.clone(), stale.clone())])
+        .await
+        .unwrap();
+    assert_eq!(again, 0, "a second rotation from the old value finds it gone");
+    assert_eq!(stores.tokens.replace_sealed_secrets(&[]).await.unwrap(), 0);
+    let walked: Vec<TokenId> =
+        stores.tokens.sealed_secrets(None, 10).await.unwrap().into_iter().map(|(id, _)| id).collect();
+    assert!(walked.contains(&first.id) && walked.contains(&second.id) && !walked.contains(&gone.id));
 }
 
 pub async fn connections_belong_to_existing_orgs(stores: &Stores) {

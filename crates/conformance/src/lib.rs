@@ -103,6 +103,8 @@ macro_rules! __with_cases {
             owners_never_see_each_others_tokens,
             deleted_tokens_are_gone_everywhere,
             last_use_only_moves_forward_and_is_not_a_change,
+            sealed_secrets_are_walked_in_id_order,
+            sealed_secrets_are_replaced_only_if_unchanged,
             connections_belong_to_existing_orgs,
             users_and_their_keys,
             the_org_boundary

@@ -21,6 +21,9 @@ Environment:
                        database file when unset, with PostgreSQL it is required.
                        Never a flag: a command line is visible to every user of
                        the host.
+  LATCHKEY_PREVIOUS_SECRET_KEY
+                       the key being rotated away from: values sealed under it
+                       still open (see `latchkey keys rotate`)
   RUST_LOG             which log lines to write, e.g. info, debug or
                        latchkey_http=debug (default: info for serve and gateway,
                        warn for the other commands)";
@@ -65,6 +68,29 @@ pub enum Command {
         #[command(subcommand)]
         command: ConnectionsCommand,
     },
+    /// Manage the server key that stored token values are sealed under.
+    Keys {
+        #[command(subcommand)]
+        command: KeysCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum KeysCommand {
+    /// Re-seal every stored token value under a new server key. With a
+    /// SQLite key file: a new key is made (kept in `.key.next` until the end,
+    /// so that a rotation cut short resumes where it stopped), then becomes
+    /// `.key`, the old one `.key.previous`; stop `serve` first. With
+    /// LATCHKEY_SECRET_KEY: it is the new key, and
+    /// LATCHKEY_PREVIOUS_SECRET_KEY the current one (see docs/security.md).
+    #[command(after_help = ENVIRONMENT)]
+    Rotate(RotateArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct RotateArgs {
+    #[command(flatten)]
+    pub database: DatabaseArgs,
 }
 
 /// An address to listen on: `HOST:PORT`, where the host is an IP address
@@ -423,4 +449,46 @@ pub async fn create_connection(args: CreateConnectionArgs) -> Result<()> {
         }
         Err(e) => Err(e.into()),
     }
+}
+
+/// `latchkey keys rotate`: re-seals every stored value under the new key,
+/// then (with key files) makes it the key in use.
+pub async fn rotate_keys(args: RotateArgs) -> Result<()> {
+    if matches!(args.database.url, DatabaseUrl::Memory) {
+        bail!("memory:// holds nothing to re-seal");
+    }
+    args.database.url.must_exist("name the database `latchkey serve` uses")?;
+    let rotation = crate::secret_key::Rotation::prepare(&args.database.url)?;
+    if let crate::secret_key::Rotation::Files { resumed: true, next, .. } = &rotation {
+        eprintln!("resuming the rotation to the key in {}", next.display());
+    }
+    let stores = args.database.url.open(args.database.postgres_pool_size).await?;
+    let mut total = latchkey_app::RotationReport::default();
+    // A value an instance still on the old key sealed during the walk, or
+    // one changed under it, is picked up by another pass.
+    for pass in 1..=3 {
+        let rotation_pass = latchkey_app::KeyRotation::new(stores.tokens.clone(), rotation.keyring().sealer());
+        let report = rotation_pass
+            .run(|so_far| eprintln!("pass {pass}: {} re-sealed, {} seen", so_far.resealed, so_far.seen()))
+            .await?;
+        total.resealed += report.resealed;
+        if pass == 1 {
+            total.current = report.current;
+        }
+        total.unreadable = report.unreadable;
+        if report.resealed == 0 && report.skipped == 0 {
+            break;
+        }
+    }
+    if !total.unreadable.is_empty() {
+        eprintln!(
+            "{} token values open under none of the keys (sealed under a key not given, or damaged); they stay \
+             as they are, and their owners see \"token\": null. First ids: {}",
+            total.unreadable.len(),
+            total.unreadable.iter().take(10).map(ToString::to_string).collect::<Vec<_>>().join(", ")
+        );
+    }
+    rotation.complete()?;
+    println!("re-sealed {} token values under the new key; {} were under it already", total.resealed, total.current);
+    Ok(())
 }

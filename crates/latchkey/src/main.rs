@@ -17,7 +17,7 @@ use anyhow::Result;
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 use clap::Parser;
 
-use crate::cli::{Cli, Command, ConnectionsCommand, LogFormat, UsersCommand};
+use crate::cli::{Cli, Command, ConnectionsCommand, KeysCommand, LogFormat, UsersCommand};
 
 #[tokio::main]
 async fn main() -> Result<()> {
@@ -40,5 +40,6 @@ async fn main() -> Result<()> {
         Command::Gateway(args) => gateway::run(*args).await,
         Command::Users { command: UsersCommand::Create(args) } => cli::create_user(args).await,
         Command::Connections { command: ConnectionsCommand::Create(args) } => cli::create_connection(args).await,
+        Command::Keys { command: KeysCommand::Rotate(args) } => cli::rotate_keys(args).await,
     }
 }

@@ -7,6 +7,11 @@
 //! PostgreSQL the variable is required: every instance must share the key,
 //! and a key file on one machine would split them. With `memory://` a
 //! key is made for the life of the process, like everything else there.
+//!
+//! Rotation (`latchkey keys rotate`) re-seals every stored value under a
+//! new key. Until every instance runs with the new key, values sealed under
+//! the old one must still open: `LATCHKEY_PREVIOUS_SECRET_KEY`, or the
+//! `.key.previous` file beside a SQLite database, names it.
 
 use std::fs::OpenOptions;
 use std::io::Write;
@@ -20,6 +25,22 @@ use crate::database::DatabaseUrl;
 
 /// The variable holding the key.
 pub const VARIABLE: &str = "LATCHKEY_SECRET_KEY";
+
+/// The variable holding the key being rotated away from.
+pub const PREVIOUS_VARIABLE: &str = "LATCHKEY_PREVIOUS_SECRET_KEY";
+
+/// The keys of a process: the current one seals and opens, previous ones
+/// only open.
+pub struct Keyring {
+    pub current: [u8; 32],
+    pub previous: Vec<[u8; 32]>,
+}
+
+impl Keyring {
+    pub fn sealer(&self) -> latchkey_app::Sealer {
+        self.previous.iter().fold(latchkey_app::Sealer::new(&self.current), |sealer, key| sealer.with_previous(key))
+    }
+}
 
 /// Reads a key written as base64 (standard or URL-safe, padded) or hex.
 pub fn parse(text: &str) -> Result<[u8; 32]> {
@@ -43,9 +64,51 @@ fn random_key() -> Result<[u8; 32]> {
 
 /// The file beside a SQLite database that holds its generated key.
 pub fn key_file(database: &Path) -> PathBuf {
+    beside(database, ".key")
+}
+
+/// `database` with `suffix` added to its file name.
+fn beside(database: &Path, suffix: &str) -> PathBuf {
     let mut name = database.file_name().map(|n| n.to_os_string()).unwrap_or_default();
-    name.push(".key");
+    name.push(suffix);
     database.with_file_name(name)
+}
+
+/// Writes `key` to `path` so that a crash leaves either the old file or the
+/// whole new one: a temporary file, made owner-only and flushed to disk,
+/// renamed over `path`, then the directory flushed.
+fn write_durably(path: &Path, key: &[u8; 32]) -> Result<()> {
+    let mut temporary = path.as_os_str().to_owned();
+    temporary.push(".tmp");
+    let temporary = PathBuf::from(temporary);
+    let _ = std::fs::remove_file(&temporary);
+    let mut options = OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    let mut file = options.open(&temporary).with_context(|| format!("cannot create {}", temporary.display()))?;
+    writeln!(file, "{}", STANDARD.encode(key))?;
+    file.sync_all()?;
+    std::fs::rename(&temporary, path).with_context(|| format!("cannot write {}", path.display()))?;
+    sync_directory(path)
+}
+
+fn sync_directory(path: &Path) -> Result<()> {
+    let directory = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    std::fs::File::open(directory)
+        .and_then(|d| d.sync_all())
+        .with_context(|| format!("cannot flush {}", directory.display()))
+}
+
+fn read_key(path: &Path) -> Result<Option<[u8; 32]>> {
+    match std::fs::read_to_string(path) {
+        Ok(text) => Ok(Some(parse(&text).with_context(|| format!("the key file {} is damaged", path.display()))?)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(e).with_context(|| format!("cannot read {}", path.display())),
+    }
 }
 
 /// Reads the key file, or creates it (owner-only) with a new key.
@@ -94,17 +157,103 @@ fn warn_if_shared(path: &Path) {
     let _ = path;
 }
 
-/// The server key for `database`.
-pub fn load(database: &DatabaseUrl) -> Result<[u8; 32]> {
-    if let Ok(text) = std::env::var(VARIABLE) {
-        return parse(&text).with_context(|| format!("{VARIABLE} is not a valid key"));
+/// The key in variable `name`; unset or empty is none (an env file often
+/// sets a variable to nothing rather than leave it out).
+fn from_variable(name: &str) -> Result<Option<[u8; 32]>> {
+    match std::env::var(name) {
+        Ok(text) if !text.trim().is_empty() => {
+            Ok(Some(parse(&text).with_context(|| format!("{name} is not a valid key"))?))
+        }
+        _ => Ok(None),
+    }
+}
+
+/// The keys for `database`.
+pub fn load(database: &DatabaseUrl) -> Result<Keyring> {
+    let previous = from_variable(PREVIOUS_VARIABLE)?;
+    if let Some(current) = from_variable(VARIABLE)? {
+        return Ok(Keyring { current, previous: previous.into_iter().collect() });
+    }
+    if previous.is_some() {
+        bail!("{PREVIOUS_VARIABLE} is set without {VARIABLE}: set both while a rotation is under way");
     }
     match database {
-        DatabaseUrl::Sqlite(path) => load_or_create(&key_file(path)),
-        DatabaseUrl::Memory => random_key(),
+        DatabaseUrl::Sqlite(path) => {
+            let current = load_or_create(&key_file(path))?;
+            let previous = read_key(&beside(path, ".key.previous"))?;
+            Ok(Keyring { current, previous: previous.into_iter().collect() })
+        }
+        DatabaseUrl::Memory => Ok(Keyring { current: random_key()?, previous: Vec::new() }),
         DatabaseUrl::Postgres(_) => bail!(
             "{VARIABLE} must be set with PostgreSQL: every instance needs the same key (make one with `openssl rand -base64 32`)"
         ),
+    }
+}
+
+/// A rotation to a new key, and what completes it once every value is
+/// re-sealed.
+pub enum Rotation {
+    /// The keys come from the environment: the operator moves the
+    /// variables, nothing is left to do here.
+    Variables(Keyring),
+    /// The key files beside a SQLite database: the new key waits in
+    /// `.key.next` until every value is re-sealed, then becomes `.key`, and
+    /// the old key `.key.previous`.
+    Files { keyring: Keyring, key: PathBuf, next: PathBuf, previous: PathBuf, resumed: bool },
+}
+
+impl Rotation {
+    /// The rotation for `database`: with `LATCHKEY_SECRET_KEY` set, from
+    /// `LATCHKEY_PREVIOUS_SECRET_KEY` to it; with a SQLite key file, from
+    /// that key to a new one (kept in `.key.next`, so that a rotation cut
+    /// short resumes with the same new key).
+    pub fn prepare(database: &DatabaseUrl) -> Result<Self> {
+        if let Some(current) = from_variable(VARIABLE)? {
+            let previous = from_variable(PREVIOUS_VARIABLE)?.with_context(|| {
+                format!("{VARIABLE} is the new key: set {PREVIOUS_VARIABLE} to the key the values are sealed under now")
+            })?;
+            if previous == current {
+                bail!("{VARIABLE} and {PREVIOUS_VARIABLE} are the same key");
+            }
+            return Ok(Rotation::Variables(Keyring { current, previous: vec![previous] }));
+        }
+        let DatabaseUrl::Sqlite(path) = database else {
+            bail!("set {VARIABLE} to the new key and {PREVIOUS_VARIABLE} to the current one");
+        };
+        let key = key_file(path);
+        let (next, previous) = (beside(path, ".key.next"), beside(path, ".key.previous"));
+        let old = read_key(&key)?.with_context(|| format!("there is no key file at {}", key.display()))?;
+        let (new, resumed) = match read_key(&next)? {
+            Some(new) => (new, true),
+            None => {
+                let new = random_key()?;
+                write_durably(&next, &new)?;
+                (new, false)
+            }
+        };
+        // Values may also be under the key of the rotation before.
+        let older = read_key(&previous)?;
+        let keyring = Keyring { current: new, previous: std::iter::once(old).chain(older).collect() };
+        Ok(Rotation::Files { keyring, key, next, previous, resumed })
+    }
+
+    pub fn keyring(&self) -> &Keyring {
+        match self {
+            Rotation::Variables(keyring) | Rotation::Files { keyring, .. } => keyring,
+        }
+    }
+
+    /// Makes the new key the one in use, once every value is under it. The
+    /// old key is kept as `.key.previous` first, so that a crash between
+    /// the two steps leaves a rotation that resumes.
+    pub fn complete(self) -> Result<()> {
+        if let Rotation::Files { keyring, key, next, previous, .. } = self {
+            write_durably(&previous, &keyring.previous[0])?;
+            std::fs::rename(&next, &key)
+                .with_context(|| format!("cannot move {} to {}", next.display(), key.display()))?;
+            sync_directory(&key)?;
+        }
+        Ok(())
     }
 }
 

@@ -8,7 +8,7 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 use latchkey_app::{
     Authorizer, BOOTSTRAP_CONNECTION, BOOTSTRAP_ORG, BOOTSTRAP_USER, CacheSettings, ConnectionService,
-    CredentialRouter, Enforcer, Metrics, Readiness, Sealer, Surface, TokenCache, TokenService, UsageRecorder,
+    CredentialRouter, Enforcer, Metrics, Readiness, Surface, TokenCache, TokenService, UsageRecorder,
     UserKeyAuthenticator, UserService,
 };
 use latchkey_clock::SystemClock;
@@ -27,7 +27,11 @@ pub async fn run(args: ServeArgs) -> Result<()> {
     // start without making a key file, or bootstrapping a database whose
     // admin key then goes unused.
     let listener = args.listen.bind().await?;
-    let sealer = Arc::new(Sealer::new(&secret_key::load(database)?));
+    let keyring = secret_key::load(database)?;
+    if !keyring.previous.is_empty() {
+        tracing::info!(keys = keyring.previous.len(), "also opening values sealed under previous server keys");
+    }
+    let sealer = Arc::new(keyring.sealer());
     let metrics = Arc::new(Metrics::new());
     let stores = database.open(args.database.postgres_pool_size).await?.observed(&metrics);
     tracing::info!(database = %database.redacted(), "storage open");

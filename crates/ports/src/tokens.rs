@@ -1,7 +1,7 @@
 //! Token storage.
 
 use async_trait::async_trait;
-use latchkey_domain::{Principal, SecretHash, Timestamp, Token, TokenId};
+use latchkey_domain::{Principal, SealedSecret, SecretHash, Timestamp, Token, TokenId};
 
 use crate::BackendError;
 
@@ -183,4 +183,29 @@ pub trait TokenRepository: Send + Sync {
     /// # Errors
     /// [`BackendError`] when the store cannot be written.
     async fn record_last_use(&self, uses: &[(TokenId, Timestamp)]) -> Result<(), BackendError>;
+
+    /// Up to `limit` tokens' sealed values, in ascending id order (bytewise),
+    /// starting after `after`: what re-sealing under a new server key walks.
+    ///
+    /// # Errors
+    /// [`BackendError`] when the store cannot be read.
+    async fn sealed_secrets(
+        &self,
+        after: Option<TokenId>,
+        limit: usize,
+    ) -> Result<Vec<(TokenId, SealedSecret)>, BackendError>;
+
+    /// Replaces sealed values, each `(id, expected, new)` only where the
+    /// token still holds `expected`, all in one atomic step; answers how
+    /// many were replaced (a token deleted or re-sealed meanwhile is
+    /// skipped). `version` and `updated_at` are not touched: each value is
+    /// the same, sealed anew.
+    ///
+    /// # Errors
+    /// [`BackendError`] when the store cannot be written; then none is
+    /// replaced.
+    async fn replace_sealed_secrets(
+        &self,
+        replacements: &[(TokenId, SealedSecret, SealedSecret)],
+    ) -> Result<u64, BackendError>;
 }

@@ -7,7 +7,7 @@ use std::sync::{PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use async_trait::async_trait;
 use latchkey_domain::{
-    Connection, ConnectionName, OrgName, Principal, Provider, SecretHash, Timestamp, Token, TokenId,
+    Connection, ConnectionName, OrgName, Principal, Provider, SealedSecret, SecretHash, Timestamp, Token, TokenId,
 };
 use latchkey_ports::{
     BackendError, ConnectionCatalog, CreateConnectionError, CreateUserError, Cursor, DeleteError, GetError,
@@ -165,6 +165,40 @@ impl TokenRepository for MemoryStore {
             }
         }
         Ok(())
+    }
+
+    async fn sealed_secrets(
+        &self,
+        after: Option<TokenId>,
+        limit: usize,
+    ) -> Result<Vec<(TokenId, SealedSecret)>, BackendError> {
+        let state = self.read();
+        let mut page: Vec<(TokenId, SealedSecret)> = state
+            .tokens
+            .values()
+            .filter(|token| after.as_ref().is_none_or(|after| token.id.as_str() > after.as_str()))
+            .map(|token| (token.id.clone(), token.sealed_secret.clone()))
+            .collect();
+        page.sort_by(|a, b| a.0.as_str().cmp(b.0.as_str()));
+        page.truncate(limit);
+        Ok(page)
+    }
+
+    async fn replace_sealed_secrets(
+        &self,
+        replacements: &[(TokenId, SealedSecret, SealedSecret)],
+    ) -> Result<u64, BackendError> {
+        let mut state = self.write();
+        let mut replaced = 0;
+        for (id, expected, new) in replacements {
+            if let Some(token) = state.tokens.get_mut(id)
+                && token.sealed_secret == *expected
+            {
+                token.sealed_secret = new.clone();
+                replaced += 1;
+            }
+        }
+        Ok(replaced)
     }
 }
 

@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use latchkey_domain::{
-    Connection, ConnectionName, OrgName, Principal, SecretHash, Timestamp, Token, TokenId, UserName,
+    Connection, ConnectionName, OrgName, Principal, SealedSecret, SecretHash, Timestamp, Token, TokenId, UserName,
 };
 use latchkey_ports::{
     BackendError, ConnectionCatalog, CreateConnectionError, CreateUserError, Cursor, DeleteError, GetError,
@@ -333,6 +333,53 @@ impl TokenRepository for PostgresStore {
         .await
         .map(drop)
         .map_err(backend)
+    }
+
+    async fn sealed_secrets(
+        &self,
+        after: Option<TokenId>,
+        limit: usize,
+    ) -> Result<Vec<(TokenId, SealedSecret)>, BackendError> {
+        let rows = sqlx::query(
+            "SELECT id, sealed_secret FROM tokens
+             WHERE $1::text IS NULL OR id COLLATE \"C\" > $1::text COLLATE \"C\"
+             ORDER BY id COLLATE \"C\"
+             LIMIT $2",
+        )
+        .bind(after.as_ref().map(TokenId::as_str))
+        .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(backend)?;
+        rows.iter()
+            .map(|row| {
+                let id: String = row.try_get(0).map_err(backend)?;
+                let sealed: Vec<u8> = row.try_get(1).map_err(backend)?;
+                Ok((TokenId::parse(&id).map_err(|_| BackendError::corrupt("token id"))?, SealedSecret::new(sealed)))
+            })
+            .collect()
+    }
+
+    async fn replace_sealed_secrets(
+        &self,
+        replacements: &[(TokenId, SealedSecret, SealedSecret)],
+    ) -> Result<u64, BackendError> {
+        let ids: Vec<&str> = replacements.iter().map(|(id, _, _)| id.as_str()).collect();
+        let expected: Vec<&[u8]> = replacements.iter().map(|(_, expected, _)| expected.as_bytes()).collect();
+        let new: Vec<&[u8]> = replacements.iter().map(|(_, _, new)| new.as_bytes()).collect();
+        // One statement, so one atomic step, whatever the number of rows.
+        let changed = sqlx::query(
+            "UPDATE tokens SET sealed_secret = r.new
+             FROM unnest($1::text[], $2::bytea[], $3::bytea[]) AS r(id, expected, new)
+             WHERE tokens.id = r.id AND tokens.sealed_secret = r.expected",
+        )
+        .bind(&ids)
+        .bind(&expected)
+        .bind(&new)
+        .execute(&self.pool)
+        .await
+        .map_err(backend)?;
+        Ok(changed.rows_affected())
     }
 }
 

@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use latchkey_domain::{
-    Connection, ConnectionName, OrgName, Principal, SecretHash, Timestamp, Token, TokenId, UserName,
+    Connection, ConnectionName, OrgName, Principal, SealedSecret, SecretHash, Timestamp, Token, TokenId, UserName,
 };
 use latchkey_ports::{
     BackendError, ConnectionCatalog, CreateConnectionError, CreateUserError, Cursor, DeleteError, GetError,
@@ -280,6 +280,52 @@ impl TokenRepository for SqliteStore {
                 }
             }
             transaction.commit().map_err(backend)
+        })
+        .await
+    }
+
+    async fn sealed_secrets(
+        &self,
+        after: Option<TokenId>,
+        limit: usize,
+    ) -> Result<Vec<(TokenId, SealedSecret)>, BackendError> {
+        let after = after.as_ref().map(TokenId::to_string);
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let rows: Vec<(String, Vec<u8>)> = pool::read(&self.pool, move |c| {
+            // TEXT compares bytewise (BINARY collation), as the port asks.
+            c.prepare_cached("SELECT id, sealed_secret FROM tokens WHERE ?1 IS NULL OR id > ?1 ORDER BY id LIMIT ?2")?
+                .query_map(params![after, limit], |r| Ok((r.get(0)?, r.get(1)?)))?
+                .collect()
+        })
+        .await?;
+        rows.into_iter()
+            .map(|(id, sealed)| {
+                Ok((TokenId::parse(&id).map_err(|_| BackendError::corrupt("token id"))?, SealedSecret::new(sealed)))
+            })
+            .collect()
+    }
+
+    async fn replace_sealed_secrets(
+        &self,
+        replacements: &[(TokenId, SealedSecret, SealedSecret)],
+    ) -> Result<u64, BackendError> {
+        let replacements: Vec<(String, Vec<u8>, Vec<u8>)> = replacements
+            .iter()
+            .map(|(id, expected, new)| (id.to_string(), expected.as_bytes().to_vec(), new.as_bytes().to_vec()))
+            .collect();
+        pool::write(&self.pool, move |c| {
+            let transaction = c.transaction_with_behavior(TransactionBehavior::Immediate).map_err(backend)?;
+            let mut replaced = 0;
+            {
+                let mut statement = transaction
+                    .prepare_cached("UPDATE tokens SET sealed_secret = ?3 WHERE id = ?1 AND sealed_secret = ?2")
+                    .map_err(backend)?;
+                for (id, expected, new) in &replacements {
+                    replaced += statement.execute(params![id, expected, new]).map_err(backend)? as u64;
+                }
+            }
+            transaction.commit().map_err(backend)?;
+            Ok(replaced)
         })
         .await
     }
