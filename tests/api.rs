@@ -272,6 +272,26 @@ async fn every_status_and_error_code() {
             .unwrap();
         let (status, body) = parse(response).await;
         assert_eq!((status, body["code"].as_str()), (StatusCode::PRECONDITION_FAILED, Some("precondition_failed")));
+        // An If-Match that no version could ever match is malformed, not
+        // stale: 400, as the document's pattern for the header says.
+        let malformed_values: Vec<&[u8]> = vec![b"{}", b"null", b"7", b"\"x\"", b"W/\"1\"", b"\xc2\x84"];
+        for malformed in
+            malformed_values.into_iter().map(|bytes| reqwest::header::HeaderValue::from_bytes(bytes).unwrap())
+        {
+            let response = server
+                .request(method.clone(), &format!("/v3/tokens/{id}"), key)
+                .header(IF_MATCH, malformed.clone())
+                .json(&json!({"name": "malformed"}))
+                .send()
+                .await
+                .unwrap();
+            let (status, body) = parse(response).await;
+            assert_eq!(
+                (status, body["code"].as_str()),
+                (StatusCode::BAD_REQUEST, Some("invalid_request")),
+                "{malformed:?}"
+            );
+        }
     }
     let (_, unchanged) = server.call(Method::GET, &format!("/v3/tokens/{id}"), key, None).await;
     assert_eq!(unchanged, token);

@@ -36,12 +36,12 @@ pub fn schemathesis(seconds: u32) -> Result<()> {
             "nginx",
         ],
     )?;
-    println!("\n$ schemathesis run {}/v3/openapi.json --checks all --max-time {seconds}", server.url);
+    println!("\n$ schemathesis run {}/v3/openapi.json?include=all --checks all --max-time {seconds}", server.url);
     let status = Command::new(&schemathesis)
         .arg("--config-file")
         .arg(root.join("tests/api/schemathesis.toml"))
         .args(["--no-color", "run"])
-        .arg(format!("{}/v3/openapi.json", server.url))
+        .arg(format!("{}/v3/openapi.json?include=all", server.url))
         .args(["--checks", "all", "--max-time", &seconds.to_string(), "--seed", "20261127"])
         .arg("--header")
         .arg(format!("Authorization: Bearer {}", server.key))

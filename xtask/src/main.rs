@@ -6,6 +6,7 @@
 
 mod api_conformance;
 mod architecture;
+mod clients;
 mod fuzz;
 mod server;
 mod setup;
@@ -24,10 +25,10 @@ verbs:
   test [--no-browser] [--fast]
                        formatting, lints and every test (the command CI runs):
                        the Rust tests, the web page in headless Chromium,
-                       schemathesis against a live server, and a short fuzzing
-                       run. --no-browser leaves out the browser test (for
+                       generated Python and TypeScript clients and schemathesis
+                       against a live server, and a short fuzzing run. --no-browser leaves out the browser test (for
                        machines without Chromium); --fast leaves out the browser,
-                       schemathesis and fuzzing. CI uses neither.
+                       the clients, schemathesis and fuzzing. CI uses neither.
   bench [--quick]      every benchmark (decision latency against Cedar and Casbin,
                        HTTP authorize, revocation propagation, scale): prints one
                        table and writes target/bench/report.md; --quick shortens
@@ -35,6 +36,8 @@ verbs:
   fuzz [--seconds N]   run every fuzz target for N seconds (default 60)
   schemathesis [--seconds N]
                        schemathesis against a live server for N seconds (default 90)
+  clients              generate Python and TypeScript clients from the served
+                       OpenAPI document and run them against the binary
   architecture         check the crate dependency rules of docs/architecture.md
 ";
 
@@ -74,6 +77,7 @@ fn main() -> Result<()> {
         }
         Some("schemathesis") => api_conformance::schemathesis(seconds_option(args, 90)?),
         Some("fuzz") => fuzz::fuzz(seconds_option(args, 60)?),
+        Some("clients") => clients::generated_clients(),
         Some("architecture") => {
             let broken = architecture::broken_rules()?;
             if broken.is_empty() {
@@ -148,10 +152,11 @@ fn test(plan: TestPlan) -> Result<()> {
     }
     if plan.live {
         node_test("tests/carto-client", "gateway.mjs")?;
+        clients::generated_clients()?;
         api_conformance::schemathesis(90)?;
         fuzz::fuzz(10)?;
     } else {
-        println!("schemathesis and fuzzing were left out (--fast)");
+        println!("the generated clients, schemathesis and fuzzing were left out (--fast)");
     }
     Ok(())
 }

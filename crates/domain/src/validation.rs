@@ -79,6 +79,73 @@ pub enum IssueCode {
 }
 
 impl IssueCode {
+    /// Every code, in declaration order.
+    pub const ALL: [IssueCode; 27] = [
+        IssueCode::Required,
+        IssueCode::UnknownApi,
+        IssueCode::ImportsExclusive,
+        IssueCode::ApiWithoutGrant,
+        IssueCode::GrantUnused,
+        IssueCode::ConnectionUnknown,
+        IssueCode::SourceEmpty,
+        IssueCode::SourceTooLong,
+        IssueCode::PatternTooBroad,
+        IssueCode::PatternInvalid,
+        IssueCode::MultipleStatements,
+        IssueCode::SourceInvalidCharacter,
+        IssueCode::NameAmbiguous,
+        IssueCode::QueryAmbiguous,
+        IssueCode::QueryTooComplex,
+        IssueCode::NameEmpty,
+        IssueCode::NameTooLong,
+        IssueCode::NameInvalid,
+        IssueCode::TooManyReferers,
+        IssueCode::RefererInvalid,
+        IssueCode::TimestampInvalid,
+        IssueCode::ExpirationPast,
+        IssueCode::TooManyGrants,
+        IssueCode::UnknownField,
+        IssueCode::QueryNotParsed,
+        IssueCode::RefererHasPath,
+        IssueCode::AllSources,
+    ];
+
+    /// The code's place in [`IssueCode::ALL`]: an exhaustive match, so a new
+    /// code fails to compile until it has a place, and a test checks `ALL`
+    /// against the places.
+    #[cfg(test)]
+    const fn position(self) -> usize {
+        match self {
+            IssueCode::Required => 0,
+            IssueCode::UnknownApi => 1,
+            IssueCode::ImportsExclusive => 2,
+            IssueCode::ApiWithoutGrant => 3,
+            IssueCode::GrantUnused => 4,
+            IssueCode::ConnectionUnknown => 5,
+            IssueCode::SourceEmpty => 6,
+            IssueCode::SourceTooLong => 7,
+            IssueCode::PatternTooBroad => 8,
+            IssueCode::PatternInvalid => 9,
+            IssueCode::MultipleStatements => 10,
+            IssueCode::SourceInvalidCharacter => 11,
+            IssueCode::NameAmbiguous => 12,
+            IssueCode::QueryAmbiguous => 13,
+            IssueCode::QueryTooComplex => 14,
+            IssueCode::NameEmpty => 15,
+            IssueCode::NameTooLong => 16,
+            IssueCode::NameInvalid => 17,
+            IssueCode::TooManyReferers => 18,
+            IssueCode::RefererInvalid => 19,
+            IssueCode::TimestampInvalid => 20,
+            IssueCode::ExpirationPast => 21,
+            IssueCode::TooManyGrants => 22,
+            IssueCode::UnknownField => 23,
+            IssueCode::QueryNotParsed => 24,
+            IssueCode::RefererHasPath => 25,
+            IssueCode::AllSources => 26,
+        }
+    }
+
     /// The code on the wire.
     #[must_use]
     pub const fn as_str(self) -> &'static str {
@@ -585,4 +652,18 @@ pub fn warnings(policy: &Policy) -> Vec<FieldIssue> {
         }
     }
     out
+}
+
+#[cfg(test)]
+mod code_list {
+    use super::IssueCode;
+
+    #[test]
+    fn all_lists_every_code_once_in_order() {
+        for (index, code) in IssueCode::ALL.iter().enumerate() {
+            assert_eq!(code.position(), index, "{code:?}");
+        }
+        let names: std::collections::BTreeSet<&str> = IssueCode::ALL.iter().map(|c| c.as_str()).collect();
+        assert_eq!(names.len(), IssueCode::ALL.len(), "wire names are unique");
+    }
 }

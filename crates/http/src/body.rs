@@ -18,7 +18,7 @@ use serde::de::{DeserializeOwned, Expected, IntoDeserializer, Unexpected, Visito
 use serde_json::Value;
 
 use crate::Services;
-use crate::error::{ApiError, Detail};
+use crate::error::{ApiError, Detail, InputIssue};
 
 /// The fields serde reads for `T`, as its derived `Deserialize` declares
 /// them: the one list of a body's fields, so that no copy can drift. (A
@@ -68,7 +68,10 @@ impl<T> JsonBody<T> {
             Ok(self.value)
         } else {
             Err(ApiError::Validation(
-                self.unknown.into_iter().map(|field| Detail::new(field, "unknown_field", "unknown field")).collect(),
+                self.unknown
+                    .into_iter()
+                    .map(|field| Detail::new(field, InputIssue::UnknownField, "unknown field"))
+                    .collect(),
             ))
         }
     }
@@ -200,9 +203,11 @@ impl<'de> serde::Deserializer<'de> for Json<'_> {
 fn detail(path: &str, problem: &Problem) -> Detail {
     let at = |name: &str| if path.is_empty() || path == "." { name.to_owned() } else { format!("{path}.{name}") };
     match problem {
-        Problem::Missing(name) => Detail::new(at(name), "required", "this field is required"),
-        Problem::InvalidType { .. } => Detail::new(path, "invalid_type", problem.to_string()),
-        Problem::InvalidValue { .. } | Problem::Other => Detail::new(path, "invalid_value", problem.to_string()),
+        Problem::Missing(name) => Detail::new(at(name), InputIssue::Required, "this field is required"),
+        Problem::InvalidType { .. } => Detail::new(path, InputIssue::InvalidType, problem.to_string()),
+        Problem::InvalidValue { .. } | Problem::Other => {
+            Detail::new(path, InputIssue::InvalidValue, problem.to_string())
+        }
     }
 }
 

@@ -57,6 +57,18 @@ names_schema!(
     DenyReason::ALL.map(DenyReason::as_str)
 );
 names_schema!(
+    /// The code of an error.
+    ErrorCodeName,
+    "A stable code for programs",
+    crate::error::all_error_codes()
+);
+names_schema!(
+    /// The code of one problem with one field.
+    DetailCodeName,
+    "A stable code for the problem",
+    crate::error::all_detail_codes()
+);
+names_schema!(
     /// A data warehouse provider.
     ProviderName,
     "A data warehouse provider",
@@ -109,6 +121,11 @@ impl From<GrantBody> for GrantDraft {
 
 /// A token as its owner sees it.
 #[derive(Debug, Serialize, ToSchema)]
+#[schema(example = json!({"id": "Hq3xJ7rT2mKa", "token": "latchkey_tk_8fJ2kQ9xLw3mZp7rT4vN6bYc1dHs5gUe0aKi2fMo",
+    "name": "roads map", "allowed_apis": ["maps"],
+    "grants": [{"connection_name": "carto_dw", "source": "my-project.dataset.roads"}],
+    "referers": ["https://app.example.com/"], "expiration_date": null,
+    "created_at": "2026-11-27T10:00:00Z", "updated_at": "2026-11-27T10:00:00Z", "last_used_at": null, "warnings": []}))]
 pub struct TokenBody {
     /// The public id.
     #[schema(example = "Hq3xJ7rT2mKa")]
@@ -173,6 +190,9 @@ impl From<TokenView> for TokenBody {
 /// A new token.
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(example = json!({"name": "roads map", "allowed_apis": ["maps"],
+    "grants": [{"connection_name": "carto_dw", "source": "my-project.dataset.roads"}],
+    "referers": ["https://app.example.com/"]}))]
 pub struct CreateTokenRequest {
     /// 1–128 characters; `tk_` and the id when absent.
     #[serde(default)]
@@ -198,6 +218,7 @@ pub struct CreateTokenRequest {
 /// Changes to a token: each field present replaces the whole field.
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(example = json!({"referers": ["https://app.example.com/", "https://staging.example.com/"]}))]
 pub struct UpdateTokenRequest {
     /// A new name; null resets it to `tk_` and the id.
     #[serde(default, deserialize_with = "double_option")]
@@ -236,6 +257,9 @@ pub struct TokenPage {
 /// A request to a data API, to decide.
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(example = json!({"token": "latchkey_tk_8fJ2kQ9xLw3mZp7rT4vN6bYc1dHs5gUe0aKi2fMo", "api": "maps",
+    "connection_name": "carto_dw", "source_type": "table", "source": "my-project.dataset.roads",
+    "referer": "https://app.example.com/map"}))]
 pub struct AuthorizeRequest {
     /// The token value the request carries.
     pub token: String,
@@ -263,6 +287,7 @@ pub struct AuthorizeRequest {
 
 /// The decision.
 #[derive(Debug, Serialize, ToSchema)]
+#[schema(example = json!({"allowed": false, "reason": "source_not_granted"}))]
 pub struct AuthorizeResponse {
     /// Whether the request may proceed.
     pub allowed: bool,

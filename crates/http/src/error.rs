@@ -18,6 +18,7 @@ pub struct ErrorBody {
     /// A sentence for people.
     pub error: String,
     /// A stable code for programs.
+    #[schema(value_type = crate::dto::ErrorCodeName)]
     pub code: String,
     /// For validation errors: every problem, each with its field.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -30,14 +31,15 @@ pub struct Detail {
     /// The field's path in the request body, e.g. `grants[2].source`.
     pub field: String,
     /// A stable code.
+    #[schema(value_type = crate::dto::DetailCodeName)]
     pub code: String,
     /// A sentence for people.
     pub message: String,
 }
 
 impl Detail {
-    pub(crate) fn new(field: impl Into<String>, code: impl Into<String>, message: impl Into<String>) -> Self {
-        Self { field: field.into(), code: code.into(), message: message.into() }
+    pub(crate) fn new(field: impl Into<String>, issue: InputIssue, message: impl Into<String>) -> Self {
+        Self { field: field.into(), code: issue.as_str().to_owned(), message: message.into() }
     }
 }
 
@@ -45,6 +47,89 @@ impl From<FieldIssue> for Detail {
     fn from(issue: FieldIssue) -> Self {
         Self { field: issue.field, code: issue.code.as_str().to_owned(), message: issue.message }
     }
+}
+
+/// The code of every error [`ApiError`] answers, and of the gateway's own
+/// answers when the data API does not: with the decision's reasons and
+/// [`latchkey_app::Verdict::UNMAPPABLE_CODES`] (the refusals of the gateway
+/// and forward-auth), every `code` an error body can hold. A test checks
+/// each variant's code against it.
+pub const ERROR_CODES: [&str; 18] = [
+    "invalid_request",
+    "validation_failed",
+    "unauthorized",
+    "not_found",
+    "method_not_allowed",
+    "timeout",
+    "name_taken",
+    "too_many_tokens",
+    "expiration_immutable",
+    "precondition_failed",
+    "payload_too_large",
+    "unsupported_media_type",
+    "rate_limited",
+    "headers_too_large",
+    "internal",
+    "unavailable",
+    BAD_GATEWAY,
+    GATEWAY_TIMEOUT,
+];
+
+/// The gateway's code when the data API does not answer.
+pub const BAD_GATEWAY: &str = "bad_gateway";
+/// The gateway's code when the data API answers too late.
+pub const GATEWAY_TIMEOUT: &str = "gateway_timeout";
+
+/// Every `code` an error body can hold.
+pub fn all_error_codes() -> impl Iterator<Item = &'static str> {
+    ERROR_CODES
+        .into_iter()
+        .chain(latchkey_domain::DenyReason::ALL.map(latchkey_domain::DenyReason::as_str))
+        .chain(latchkey_app::Verdict::UNMAPPABLE_CODES)
+}
+
+/// The codes of a [`Detail`] besides the validation rules' own
+/// ([`latchkey_domain::validation::IssueCode`]): what reading a body or a
+/// query string can find wrong.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum InputIssue {
+    /// A field that must be there is not.
+    Required,
+    /// A value of the wrong JSON type.
+    InvalidType,
+    /// A value of the right type that is not allowed.
+    InvalidValue,
+    /// A field the request should not have.
+    UnknownField,
+}
+
+impl InputIssue {
+    /// Every input issue.
+    pub const ALL: [InputIssue; 4] =
+        [InputIssue::Required, InputIssue::InvalidType, InputIssue::InvalidValue, InputIssue::UnknownField];
+
+    /// The code on the wire.
+    #[must_use]
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            InputIssue::Required => "required",
+            InputIssue::InvalidType => "invalid_type",
+            InputIssue::InvalidValue => "invalid_value",
+            InputIssue::UnknownField => "unknown_field",
+        }
+    }
+}
+
+/// Every `code` a [`Detail`] can hold, each once.
+pub fn all_detail_codes() -> Vec<&'static str> {
+    let mut codes: Vec<&'static str> = latchkey_domain::validation::IssueCode::ALL
+        .map(latchkey_domain::validation::IssueCode::as_str)
+        .into_iter()
+        .chain(InputIssue::ALL.map(InputIssue::as_str))
+        .collect();
+    let mut seen = std::collections::HashSet::new();
+    codes.retain(|code| seen.insert(*code));
+    codes
 }
 
 /// Everything a request can fail with. Each variant has one status and
@@ -221,5 +306,69 @@ impl From<AuthenticationError> for ApiError {
             AuthenticationError::Invalid => ApiError::Unauthorized,
             AuthenticationError::Backend(e) => e.into(),
         }
+    }
+}
+
+#[cfg(test)]
+mod codes {
+    use latchkey_app::{Ambiguity, Unmappable, Verdict};
+    use latchkey_domain::DenyReason;
+
+    use super::*;
+
+    /// One of every error, so that a new variant's code must be listed in
+    /// [`ERROR_CODES`] (the match in `status_and_code` is exhaustive; this
+    /// list is checked against it by building each).
+    fn every_error() -> Vec<ApiError> {
+        vec![
+            ApiError::InvalidRequest(String::new()),
+            ApiError::Validation(Vec::new()),
+            ApiError::Unauthorized,
+            ApiError::NotFound,
+            ApiError::MethodNotAllowed,
+            ApiError::Timeout,
+            ApiError::Token(TokenError::NotFound),
+            ApiError::Token(TokenError::NameTaken),
+            ApiError::Token(TokenError::TooManyTokens { limit: 1 }),
+            ApiError::Token(TokenError::ExpirationImmutable),
+            ApiError::Token(TokenError::PreconditionFailed),
+            ApiError::Token(TokenError::Contended),
+            ApiError::Token(TokenError::Invalid(Vec::new())),
+            ApiError::Token(TokenError::Backend(BackendError::new("x"))),
+            ApiError::PayloadTooLarge,
+            ApiError::UnsupportedMediaType,
+            ApiError::RateLimited(std::time::Duration::ZERO),
+            ApiError::HeadersTooLarge,
+            ApiError::Internal(String::new()),
+            ApiError::NotEnabled(""),
+            ApiError::Unavailable(BackendError::new("x")),
+        ]
+    }
+
+    #[test]
+    fn every_code_an_error_body_can_hold_is_in_the_schema() {
+        let listed: Vec<&str> = all_error_codes().collect();
+        for error in every_error() {
+            let (_, code) = error.status_and_code();
+            assert!(listed.contains(&code), "{code} is not in ERROR_CODES");
+        }
+        let verdicts = [
+            Verdict::Denied(DenyReason::TokenUnknown),
+            Verdict::Unmappable(Unmappable::UnknownRequest),
+            Verdict::Unmappable(Unmappable::MissingParameter("q")),
+            Verdict::Unmappable(Unmappable::Ambiguous(Ambiguity::Fragment)),
+        ];
+        for verdict in verdicts {
+            assert!(listed.contains(&verdict.code()), "{}", verdict.code());
+        }
+        let unique: std::collections::HashSet<&&str> = listed.iter().collect();
+        assert_eq!(unique.len(), listed.len(), "each code once");
+    }
+
+    #[test]
+    fn the_check_notices_a_code_missing_from_the_list() {
+        let listed: Vec<&str> = all_error_codes().filter(|code| *code != "precondition_failed").collect();
+        let missing = every_error().into_iter().map(|e| e.status_and_code().1).find(|code| !listed.contains(code));
+        assert_eq!(missing, Some("precondition_failed"));
     }
 }

@@ -186,11 +186,15 @@ async fn proxy(
         Ok(Err(failure)) => {
             metrics.upstream_failed("unreachable");
             tracing::warn!(error = %failure, "the upstream did not answer");
-            error(StatusCode::BAD_GATEWAY, "bad_gateway", "the upstream data API did not answer")
+            error(StatusCode::BAD_GATEWAY, crate::error::BAD_GATEWAY, "the upstream data API did not answer")
         }
         Err(_) => {
             metrics.upstream_failed("timeout");
-            error(StatusCode::GATEWAY_TIMEOUT, "gateway_timeout", "the upstream data API took too long to answer")
+            error(
+                StatusCode::GATEWAY_TIMEOUT,
+                crate::error::GATEWAY_TIMEOUT,
+                "the upstream data API took too long to answer",
+            )
         }
     }
 }

@@ -25,6 +25,7 @@ use crate::{enforce, routes, web};
         (name = "authorize", description = "The decision data services ask for"),
         (name = "connections", description = "Connections to data warehouses"),
         (name = "system", description = "Liveness and readiness"),
+        (name = "monitoring", description = "Prometheus metrics, for the monitoring system rather than API clients"),
         (name = "web page", description = "The Credentials page, a client of this API"),
         (name = "enforcement", description = "Decisions for reverse proxies in front of data APIs"),
     )
@@ -61,21 +62,160 @@ pub(crate) fn router() -> OpenApiRouter<Services> {
         .routes(routes!(openapi_document))
 }
 
-/// This OpenAPI 3.1 document.
-#[utoipa::path(get, path = "/v3/openapi.json", tag = "system", responses((status = 200, description = "The document")))]
-async fn openapi_document() -> Json<Document> {
-    static DOCUMENT: std::sync::OnceLock<Document> = std::sync::OnceLock::new();
-    Json(DOCUMENT.get_or_init(openapi).clone())
+/// Which operations the served document describes.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub(crate) enum Include {
+    /// What clients call: tokens, authorize, connections, system. What a
+    /// client generator should read.
+    #[default]
+    Client,
+    /// Also the web page's files, forward-auth (called by proxies) and the
+    /// metrics (read by Prometheus).
+    All,
 }
 
-/// The document, as served at `/v3/openapi.json`.
+#[derive(Debug, serde::Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+struct DocumentQuery {
+    /// `client` (the default): the operations clients call; `all`: also
+    /// the web page, forward-auth and the metrics.
+    #[serde(default)]
+    #[param(inline)]
+    include: Include,
+}
+
+/// The tags whose operations are not for API clients.
+const NOT_FOR_CLIENTS: [&str; 3] = ["web page", "enforcement", "monitoring"];
+
+/// This OpenAPI 3.1 document.
+#[utoipa::path(
+    get, path = "/v3/openapi.json", tag = "system",
+    params(DocumentQuery),
+    responses((status = 200, description = "The document", content_type = "application/json", body = Object))
+)]
+async fn openapi_document(axum::extract::Query(query): axum::extract::Query<DocumentQuery>) -> Json<serde_json::Value> {
+    static CLIENT: std::sync::OnceLock<serde_json::Value> = std::sync::OnceLock::new();
+    static ALL: std::sync::OnceLock<serde_json::Value> = std::sync::OnceLock::new();
+    let document = match query.include {
+        Include::Client => CLIENT.get_or_init(|| served(Include::Client)),
+        Include::All => ALL.get_or_init(|| served(Include::All)),
+    };
+    Json(document.clone())
+}
+
+/// The whole document: every route the router serves.
 #[must_use]
 pub fn openapi() -> Document {
     let (_, mut document) = router().split_for_parts();
     add_shared_responses(&mut document);
     add_links(&mut document);
     add_forward_auth_prefix(&mut document);
+    unique_operation_ids(&mut document);
+    document.servers = Some(vec![
+        utoipa::openapi::ServerBuilder::new()
+            .url("/")
+            .description(Some("This server: the document's own origin"))
+            .build(),
+    ]);
     document
+}
+
+/// The document as served: [`openapi`] with what utoipa's types cannot
+/// say added as JSON Schema, and, for `include`, only the client surface.
+#[must_use]
+pub fn served(include: Include) -> serde_json::Value {
+    let mut document = serde_json::to_value(openapi()).unwrap_or_default();
+    state_what_the_types_cannot(&mut document);
+    if include == Include::Client {
+        let paths = document["paths"].as_object_mut().map(std::mem::take).unwrap_or_default();
+        let kept = paths.into_iter().filter(|(_, item)| {
+            let tags = item
+                .as_object()
+                .into_iter()
+                .flat_map(|ops| ops.values())
+                .flat_map(|op| op["tags"].as_array().cloned().unwrap_or_default());
+            !tags.into_iter().all(|tag| tag.as_str().is_some_and(|t| NOT_FOR_CLIENTS.contains(&t)))
+        });
+        document["paths"] = serde_json::Value::Object(kept.collect());
+        if let Some(tags) = document["tags"].as_array_mut() {
+            tags.retain(|tag| !tag["name"].as_str().is_some_and(|t| NOT_FOR_CLIENTS.contains(&t)));
+        }
+    }
+    document
+}
+
+/// Rules of the request bodies that utoipa's attributes cannot express, as
+/// JSON Schema: so that generated clients and schema-driven testers know
+/// them instead of learning them from 400s.
+fn state_what_the_types_cannot(document: &mut serde_json::Value) {
+    // A header is there or not; it cannot be null (utoipa makes every
+    // optional parameter outside the query nullable).
+    let parameters = document["paths"]
+        .as_object_mut()
+        .into_iter()
+        .flat_map(|paths| paths.values_mut())
+        .filter_map(serde_json::Value::as_object_mut)
+        .flat_map(|item| item.values_mut())
+        .filter_map(|operation| operation.get_mut("parameters").and_then(serde_json::Value::as_array_mut))
+        .flatten();
+    for parameter in parameters.filter(|p| p["in"] == "header") {
+        if let Some(types) = parameter["schema"]["type"].as_array_mut() {
+            types.retain(|t| t != "null");
+            if let [only] = types.as_slice() {
+                parameter["schema"]["type"] = only.clone();
+            }
+        }
+    }
+    let schemas = &mut document["components"]["schemas"];
+    // Every API but `lds` names its source (SPEC §7).
+    if let Some(authorize) = schemas.get_mut("AuthorizeRequest").and_then(serde_json::Value::as_object_mut) {
+        let sourced: Vec<&str> = latchkey_domain::Api::ALL
+            .into_iter()
+            .filter(|api| *api != latchkey_domain::Api::Lds)
+            .map(latchkey_domain::Api::as_str)
+            .collect();
+        authorize
+            .insert("if".into(), serde_json::json!({"properties": {"api": {"enum": sourced}}, "required": ["api"]}));
+        // Present and not null.
+        let text = serde_json::json!({"type": "string"});
+        authorize.insert(
+            "then".into(),
+            serde_json::json!({
+                "required": ["connection_name", "source_type", "source"],
+                "properties": {"connection_name": text, "source_type": text, "source": text},
+            }),
+        );
+    }
+    // The expiration is set at creation only: naming it in a change is
+    // refused with `expiration_immutable`.
+    if let Some(update) = schemas.get_mut("UpdateTokenRequest").and_then(serde_json::Value::as_object_mut) {
+        update.insert("not".into(), serde_json::json!({"required": ["expiration_date"]}));
+    }
+}
+
+/// Makes every `operationId` unique, as generators need: an operation that
+/// shares its id with others (one handler on several methods) gets its
+/// method appended (`forward_auth_get`).
+fn unique_operation_ids(document: &mut Document) {
+    use std::collections::HashMap;
+    let mut uses: HashMap<String, usize> = HashMap::new();
+    for item in document.paths.paths.values_mut() {
+        for operation in operations(item) {
+            if let Some(id) = &operation.operation_id {
+                *uses.entry(id.clone()).or_default() += 1;
+            }
+        }
+    }
+    for item in document.paths.paths.values_mut() {
+        for (method, operation) in methods(item) {
+            if let Some(id) = &operation.operation_id
+                && uses.get(id).copied().unwrap_or(0) > 1
+            {
+                operation.operation_id = Some(format!("{id}_{method}"));
+            }
+        }
+    }
 }
 
 /// The methods forward-auth answers: whatever the original request used.
@@ -130,7 +270,11 @@ fn add_forward_auth_prefix(document: &mut Document) {
         )
         .response("503", utoipa::openapi::ResponseBuilder::new().description("Storage unavailable: refuse"))
         .build();
-    document.paths.add_path_operation(FORWARD_AUTH_PREFIX.documented, FORWARDED_METHODS.to_vec(), operation);
+    for method in FORWARDED_METHODS {
+        let mut operation = operation.clone();
+        operation.operation_id = Some(format!("forward_auth_path_{}", method_name(&method)));
+        document.paths.add_path_operation(FORWARD_AUTH_PREFIX.documented, vec![method], operation);
+    }
 }
 
 /// The wildcard route of [`add_forward_auth_prefix`].
@@ -207,18 +351,39 @@ fn add_shared_responses(document: &mut Document) {
 
 /// Every operation of one path.
 fn operations(item: &mut utoipa::openapi::PathItem) -> impl Iterator<Item = &mut utoipa::openapi::path::Operation> {
+    methods(item).map(|(_, operation)| operation)
+}
+
+/// Every operation of one path, with its method's name.
+fn methods(
+    item: &mut utoipa::openapi::PathItem,
+) -> impl Iterator<Item = (&'static str, &mut utoipa::openapi::path::Operation)> {
     [
-        &mut item.get,
-        &mut item.put,
-        &mut item.post,
-        &mut item.delete,
-        &mut item.options,
-        &mut item.head,
-        &mut item.patch,
-        &mut item.trace,
+        ("get", &mut item.get),
+        ("put", &mut item.put),
+        ("post", &mut item.post),
+        ("delete", &mut item.delete),
+        ("options", &mut item.options),
+        ("head", &mut item.head),
+        ("patch", &mut item.patch),
+        ("trace", &mut item.trace),
     ]
     .into_iter()
-    .filter_map(Option::as_mut)
+    .filter_map(|(name, operation)| operation.as_mut().map(|operation| (name, operation)))
+}
+
+fn method_name(method: &utoipa::openapi::HttpMethod) -> &'static str {
+    use utoipa::openapi::HttpMethod;
+    match method {
+        HttpMethod::Get => "get",
+        HttpMethod::Post => "post",
+        HttpMethod::Put => "put",
+        HttpMethod::Patch => "patch",
+        HttpMethod::Delete => "delete",
+        HttpMethod::Options => "options",
+        HttpMethod::Head => "head",
+        HttpMethod::Trace => "trace",
+    }
 }
 
 /// Links from a created token to what can be done with it, so that clients

@@ -18,7 +18,7 @@ use crate::dto::{
     AuthorizeRequest, AuthorizeResponse, ConnectionBody, ConnectionList, CreateTokenRequest, Status, TokenBody,
     TokenPage, UpdateTokenRequest,
 };
-use crate::error::{ApiError, Detail, ErrorBody};
+use crate::error::{ApiError, Detail, ErrorBody, InputIssue};
 
 /// The page size when `limit` is absent.
 pub const DEFAULT_LIMIT: usize = 50;
@@ -39,13 +39,23 @@ fn token_response(status: StatusCode, view: TokenView) -> Response {
 /// with `*`. A header that names no version this server could have issued
 /// asks for version 0, which no token has (versions start at 1): it fails
 /// as a precondition, after the request itself was checked.
-fn if_match(headers: &HeaderMap) -> Option<u64> {
-    let value = headers.get(header::IF_MATCH)?;
-    let text = value.to_str().unwrap_or("").trim();
-    if text == "*" {
-        return None;
+/// The version `If-Match` asks for: none when it is absent, empty or `*`, the
+/// version of an ETag this server gave (`"7"`). Anything else is not a
+/// precondition that could ever hold, and is refused as malformed rather
+/// than answered 412 as if it were merely stale.
+fn if_match(headers: &HeaderMap) -> Result<Option<u64>, ApiError> {
+    let malformed = || ApiError::InvalidRequest("If-Match must be * or an ETag this server gave, such as \"3\"".into());
+    let Some(value) = headers.get(header::IF_MATCH) else { return Ok(None) };
+    let text = value.to_str().map_err(|_| malformed())?.trim();
+    // An empty field is no field (RFC 9110 §5.6.1: empty list elements are
+    // ignored, and here there is nothing else).
+    if text == "*" || text.is_empty() {
+        return Ok(None);
     }
-    Some(text.strip_prefix('"').and_then(|t| t.strip_suffix('"')).and_then(|t| t.parse::<u64>().ok()).unwrap_or(0))
+    let version = text.strip_prefix('"').and_then(|t| t.strip_suffix('"')).and_then(|t| t.parse::<u64>().ok());
+    version
+        .map(Some)
+        .ok_or_else(|| ApiError::InvalidRequest("If-Match must be * or an ETag this server gave, such as \"3\"".into()))
 }
 
 fn encode_cursor(cursor: &Cursor) -> String {
@@ -101,7 +111,7 @@ pub async fn create_token(
     get, path = "/v3/tokens", tag = "tokens",
     params(
         ("limit" = Option<u32>, Query, minimum = 1, maximum = 500, description = "Page size, 1–500 (default 50)"),
-        ("cursor" = Option<String>, Query, description = "`next_cursor` of the previous page"),
+        ("cursor" = Option<String>, Query, min_length = 1, pattern = "^[A-Za-z0-9_-]+$", description = "`next_cursor` of the previous page"),
     ),
     security(("bearer" = [])),
     responses(
@@ -121,11 +131,17 @@ pub async fn list_tokens(
         match key.as_ref() {
             "limit" => match value.parse::<usize>() {
                 Ok(n) if (1..=MAX_LIMIT).contains(&n) => limit = n,
-                _ => problems.push(Detail::new("limit", "invalid_value", "limit must be a whole number from 1 to 500")),
+                _ => problems.push(Detail::new(
+                    "limit",
+                    InputIssue::InvalidValue,
+                    "limit must be a whole number from 1 to 500",
+                )),
             },
             "cursor" => match decode_cursor(&value) {
                 Some(c) => cursor = Some(c),
-                None => problems.push(Detail::new("cursor", "invalid_value", "not a cursor this server issued")),
+                None => {
+                    problems.push(Detail::new("cursor", InputIssue::InvalidValue, "not a cursor this server issued"))
+                }
             },
             _ => {}
         }
@@ -165,7 +181,7 @@ pub async fn get_token(
     patch, path = "/v3/tokens/{token}", tag = "tokens",
     params(
         ("token" = String, Path, description = "The token's id or its value"),
-        ("If-Match" = Option<String>, Header, description = "Apply only if the token's ETag still matches"),
+        ("If-Match" = Option<String>, Header, pattern = r#"^(\*|"[0-9]+")?$"#, description = "Apply only if the token's ETag still matches (`*`: whatever its version)"),
     ),
     request_body = UpdateTokenRequest,
     security(("bearer" = [])),
@@ -185,7 +201,7 @@ pub async fn update_token(
     headers: HeaderMap,
     body: JsonBody<UpdateTokenRequest>,
 ) -> Result<Response, ApiError> {
-    let expected = if_match(&headers);
+    let expected = if_match(&headers)?;
     let (request, unknown_fields) = body.with_unknown();
     let patch = TokenPatch {
         name: request.name,
@@ -204,11 +220,12 @@ pub async fn update_token(
     delete, path = "/v3/tokens/{token}", tag = "tokens",
     params(
         ("token" = String, Path, description = "The token's id or its value"),
-        ("If-Match" = Option<String>, Header, description = "Delete only if the token's ETag still matches"),
+        ("If-Match" = Option<String>, Header, pattern = r#"^(\*|"[0-9]+")?$"#, description = "Delete only if the token's ETag still matches (`*`: whatever its version)"),
     ),
     security(("bearer" = [])),
     responses(
         (status = 204, description = "Deleted"),
+        (status = 400, description = "A malformed If-Match (`invalid_request`)", body = ErrorBody),
         (status = 404, description = "No such token of the caller's", body = ErrorBody),
         (status = 412, description = "`If-Match` does not match the current version", body = ErrorBody),
     )
@@ -219,7 +236,7 @@ pub async fn delete_token(
     Path(token): Path<String>,
     headers: HeaderMap,
 ) -> Result<StatusCode, ApiError> {
-    let expected = if_match(&headers);
+    let expected = if_match(&headers)?;
     services.tokens.delete(&caller, &TokenRef::parse(&token), expected).await?;
     Ok(StatusCode::NO_CONTENT)
 }
@@ -243,12 +260,15 @@ pub async fn authorize(
 ) -> Result<Response, ApiError> {
     let request = body.strict()?;
     let mut problems = Vec::new();
-    let api =
-        request.api.parse::<Api>().map_err(|e| problems.push(Detail::new("api", "invalid_value", e.to_string()))).ok();
+    let api = request
+        .api
+        .parse::<Api>()
+        .map_err(|e| problems.push(Detail::new("api", InputIssue::InvalidValue, e.to_string())))
+        .ok();
     let source_type = match request.source_type.as_deref().map(str::parse::<SourceType>) {
         Some(Ok(t)) => Some(t),
         Some(Err(e)) => {
-            problems.push(Detail::new("source_type", "invalid_value", e.to_string()));
+            problems.push(Detail::new("source_type", InputIssue::InvalidValue, e.to_string()));
             None
         }
         None => None,
@@ -274,7 +294,7 @@ pub async fn authorize(
                 missing
                     .into_iter()
                     .filter(|(_, absent)| *absent)
-                    .map(|(field, _)| Detail::new(field, "required", e.to_string()))
+                    .map(|(field, _)| Detail::new(field, InputIssue::Required, e.to_string()))
                     .collect(),
             )
         })?;
@@ -316,7 +336,7 @@ pub async fn connections(
 /// The Prometheus metrics (SPEC §14); `docs/metrics.md` describes each
 /// series. No token, key or source text is in any label.
 #[utoipa::path(
-    get, path = "/metrics", tag = "system",
+    get, path = "/metrics", tag = "monitoring",
     responses((status = 200, description = "Every series, in the OpenMetrics text format",
         content_type = "application/openmetrics-text", body = String)),
 )]

@@ -15,7 +15,7 @@ use latchkey_app::{
 use latchkey_clock::SystemClock;
 use latchkey_http::{Limits, Services, app, openapi};
 use latchkey_memory::MemoryStore;
-use serde_json::Value;
+use serde_json::{Value, json};
 use tower::ServiceExt;
 
 fn document() -> Value {
@@ -83,7 +83,7 @@ fn every_endpoint_documents_its_statuses_and_security() {
         ("/v3/tokens", "get", &["200", "400", "401", "503"], true),
         ("/v3/tokens/{token}", "get", &["200", "401", "404", "503"], true),
         ("/v3/tokens/{token}", "patch", &["200", "400", "401", "404", "409", "412", "413", "415", "503"], true),
-        ("/v3/tokens/{token}", "delete", &["204", "401", "404", "412", "503"], true),
+        ("/v3/tokens/{token}", "delete", &["204", "400", "401", "404", "412", "503"], true),
         ("/v3/authorize", "post", &["200", "400", "413", "415", "503"], false),
         ("/v3/connections", "get", &["200", "401", "503"], true),
         ("/v3/openapi.json", "get", &["200"], false),
@@ -149,4 +149,58 @@ async fn the_router_serves_exactly_the_documented_routes() {
     }
     let request = Request::builder().uri("/v3/undocumented").body(Body::empty()).unwrap();
     assert_eq!(router.oneshot(request).await.unwrap().status(), StatusCode::NOT_FOUND);
+}
+
+async fn served(query: &str) -> Value {
+    let request = Request::builder().uri(format!("/v3/openapi.json{query}")).body(Body::empty()).unwrap();
+    let response = app(services()).oneshot(request).await.unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    let bytes = axum::body::to_bytes(response.into_body(), usize::MAX).await.unwrap();
+    serde_json::from_slice(&bytes).unwrap()
+}
+
+fn operation_ids(document: &Value) -> Vec<String> {
+    document["paths"]
+        .as_object()
+        .unwrap()
+        .values()
+        .flat_map(|item| item.as_object().unwrap().values())
+        .map(|operation| operation["operationId"].as_str().expect("every operation has an id").to_owned())
+        .collect()
+}
+
+/// What client generators read: every operation named once, the client
+/// surface only by default (no web page files, no forward-auth), a
+/// server, and the rules JSON Schema can state written as JSON Schema.
+#[tokio::test]
+async fn the_served_document_suits_client_generators() {
+    let client = served("").await;
+    let all = served("?include=all").await;
+    for document in [&client, &all] {
+        let ids = operation_ids(document);
+        let unique: BTreeSet<&String> = ids.iter().collect();
+        assert_eq!(unique.len(), ids.len(), "operationIds are unique: {ids:?}");
+        assert_eq!(document["servers"][0]["url"], "/");
+        let text = serde_json::to_string(document).unwrap();
+        oas3::from_json(&text).expect("a valid OpenAPI 3.1 document");
+    }
+    let client_paths: BTreeSet<&str> = client["paths"].as_object().unwrap().keys().map(String::as_str).collect();
+    let all_paths: BTreeSet<&str> = all["paths"].as_object().unwrap().keys().map(String::as_str).collect();
+    assert_eq!(
+        all_paths.difference(&client_paths).copied().collect::<Vec<_>>(),
+        ["/", "/app.css", "/app.js", "/metrics", "/v3/forward-auth", "/v3/forward-auth/{path}"]
+    );
+    assert_eq!(served("?include=client").await, client);
+    assert!(operation_ids(&all).contains(&"forward_auth_post".to_owned()));
+    assert!(operation_ids(&all).contains(&"forward_auth_path_delete".to_owned()));
+
+    let schemas = &client["components"]["schemas"];
+    let codes = schemas["ErrorCodeName"]["enum"].as_array().unwrap();
+    for code in ["validation_failed", "precondition_failed", "token_unknown", "ambiguous_request", "bad_gateway"] {
+        assert!(codes.contains(&json!(code)), "{code}");
+    }
+    assert!(schemas["DetailCodeName"]["enum"].as_array().unwrap().contains(&json!("pattern_too_broad")));
+    assert_eq!(schemas["AuthorizeRequest"]["then"]["required"], json!(["connection_name", "source_type", "source"]));
+    assert_eq!(schemas["AuthorizeRequest"]["if"]["properties"]["api"]["enum"], json!(["imports", "maps", "sql"]));
+    assert_eq!(schemas["UpdateTokenRequest"]["not"], json!({"required": ["expiration_date"]}));
 }

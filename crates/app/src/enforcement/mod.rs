@@ -47,6 +47,10 @@ pub enum Verdict {
 }
 
 impl Verdict {
+    /// The codes of requests that could not be decided, besides the denial
+    /// reasons: every [`Verdict::code`] of [`Verdict::Unmappable`].
+    pub const UNMAPPABLE_CODES: [&'static str; 3] = ["unknown_request", "missing_parameter", "ambiguous_request"];
+
     /// The verdict's code: `allowed`, a denial reason, or why the request
     /// could not be decided. The refusal's code on the wire, and the
     /// outcome in the metrics.
@@ -55,9 +59,9 @@ impl Verdict {
         match self {
             Verdict::Allowed(_) => "allowed",
             Verdict::Denied(reason) => reason.as_str(),
-            Verdict::Unmappable(Unmappable::UnknownRequest) => "unknown_request",
-            Verdict::Unmappable(Unmappable::MissingParameter(_)) => "missing_parameter",
-            Verdict::Unmappable(Unmappable::Ambiguous(_)) => "ambiguous_request",
+            Verdict::Unmappable(Unmappable::UnknownRequest) => Self::UNMAPPABLE_CODES[0],
+            Verdict::Unmappable(Unmappable::MissingParameter(_)) => Self::UNMAPPABLE_CODES[1],
+            Verdict::Unmappable(Unmappable::Ambiguous(_)) => Self::UNMAPPABLE_CODES[2],
         }
     }
 }
