@@ -210,3 +210,28 @@ fn an_unreachable_postgres_is_named_with_its_cause() {
     assert!(stderr.to_lowercase().contains("refused"), "the cause: {stderr}");
     assert!(started.elapsed() < std::time::Duration::from_secs(8), "{:?}", started.elapsed());
 }
+
+/// Completions and manual pages come from the definitions that parse the
+/// command line, so they name every command and flag there is.
+#[test]
+fn completions_and_manual_pages_cover_every_command() {
+    for shell in ["bash", "zsh", "fish", "elvish", "powershell"] {
+        let (ok, script, stderr) = run_cli(&["completions", shell]);
+        assert!(ok, "{shell}: {stderr}");
+        for word in ["serve", "gateway", "rotate", "oidc-issuer", "metrics-listen", "log-format"] {
+            assert!(script.contains(word), "{shell} completion lacks {word}");
+        }
+    }
+    let (ok, page, _) = run_cli(&["man"]);
+    assert!(ok && page.starts_with(".ie") && page.contains(".TH latchkey 1"), "{page}");
+    for command in ["serve", "gateway", "users", "connections", "keys"] {
+        assert!(page.contains(command), "the main page lists {command}");
+    }
+    let (ok, page, _) = run_cli(&["man", "serve"]);
+    assert!(ok && page.contains(".TH latchkey\\-serve 1") || page.contains(".TH latchkey-serve 1"), "{page}");
+    for flag in ["listen", "oidc\\-issuer", "forward\\-auth\\-headers", "LATCHKEY_SECRET_KEY"] {
+        assert!(page.contains(flag), "the serve page lacks {flag}");
+    }
+    let (ok, _, stderr) = run_cli(&["man", "nope"]);
+    assert!(!ok && stderr.contains("the commands are serve, gateway"), "{stderr}");
+}

@@ -73,6 +73,19 @@ pub enum Command {
         #[command(subcommand)]
         command: KeysCommand,
     },
+    /// Print a shell completion script, e.g. `latchkey completions bash >
+    /// /etc/bash_completion.d/latchkey`.
+    Completions {
+        /// bash, zsh, fish, elvish or powershell.
+        shell: clap_complete::Shell,
+    },
+    /// Print a manual page (roff): latchkey's, or a command's, e.g.
+    /// `latchkey man > latchkey.1`, `latchkey man serve > latchkey-serve.1`.
+    Man {
+        /// The command whose page to print (serve, gateway, users,
+        /// connections, keys, completions, man).
+        command: Option<String>,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -491,4 +504,35 @@ pub async fn rotate_keys(args: RotateArgs) -> Result<()> {
     rotation.complete()?;
     println!("re-sealed {} token values under the new key; {} were under it already", total.resealed, total.current);
     Ok(())
+}
+
+/// `latchkey completions SHELL`: the script, generated from the same
+/// definitions that parse the command line.
+pub fn completions(shell: clap_complete::Shell) {
+    let mut command = <Cli as clap::CommandFactory>::command();
+    clap_complete::generate(shell, &mut command, "latchkey", &mut std::io::stdout());
+}
+
+/// `latchkey man [COMMAND]`: a manual page, generated from the same
+/// definitions that parse the command line.
+pub fn man(command: Option<&str>) -> Result<()> {
+    let root = <Cli as clap::CommandFactory>::command();
+    let page = match command {
+        None => root,
+        Some(name) => {
+            let Some(sub) = root.find_subcommand(name) else {
+                let names: Vec<&str> = root.get_subcommands().map(clap::Command::get_name).collect();
+                bail!("no command {name:?}; the commands are {}", names.join(", "));
+            };
+            sub.clone()
+                .display_name(format!("latchkey-{name}"))
+                .bin_name(format!("latchkey {name}"))
+                .version(env!("CARGO_PKG_VERSION"))
+        }
+    };
+    match clap_mangen::Man::new(page).render(&mut std::io::stdout().lock()) {
+        // `latchkey man | head` closed the pipe: not a failure.
+        Err(error) if error.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+        other => Ok(other?),
+    }
 }

@@ -41,5 +41,10 @@ async fn main() -> Result<()> {
         Command::Users { command: UsersCommand::Create(args) } => cli::create_user(args).await,
         Command::Connections { command: ConnectionsCommand::Create(args) } => cli::create_connection(args).await,
         Command::Keys { command: KeysCommand::Rotate(args) } => cli::rotate_keys(args).await,
+        Command::Completions { shell } => {
+            cli::completions(shell);
+            Ok(())
+        }
+        Command::Man { command } => cli::man(command.as_deref()),
     }
 }
