@@ -106,14 +106,44 @@ struct OperationLabels {
 
 #[derive(Clone, Debug, PartialEq, Eq, Hash, EncodeLabelSet)]
 struct RequestLabels {
-    route: String,
+    route: &'static str,
     method: &'static str,
     status: u16,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Hash, EncodeLabelSet)]
 struct RouteLabels {
-    route: String,
+    route: &'static str,
+}
+
+/// The most distinct route labels kept; any more are counted as `other`.
+/// Callers pass route templates, a few dozen at most: the cap only keeps a
+/// caller that passed raw paths by mistake from growing memory without end.
+const MAX_ROUTES: usize = 256;
+
+/// Route templates as `&'static str`, so that counting a request neither
+/// allocates nor copies its label: each distinct template is leaked once.
+#[derive(Default)]
+struct Routes(std::sync::RwLock<std::collections::HashSet<&'static str>>);
+
+impl Routes {
+    fn intern(&self, route: &str) -> &'static str {
+        let known = self.0.read().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(interned) = known.get(route) {
+            return interned;
+        }
+        drop(known);
+        let mut known = self.0.write().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(interned) = known.get(route) {
+            return interned;
+        }
+        if known.len() >= MAX_ROUTES {
+            return "other";
+        }
+        let interned: &'static str = Box::leak(route.to_owned().into_boxed_str());
+        known.insert(interned);
+        interned
+    }
 }
 
 /// The label of an HTTP method: the methods HTTP defines keep their name,
@@ -164,6 +194,7 @@ pub struct Metrics {
     storage_errors: Family<OperationLabels, Counter>,
     http_requests: Family<RequestLabels, Counter>,
     http_seconds: Histograms<RouteLabels>,
+    routes: Routes,
     upstream_seconds: Histogram,
     upstream_failures: Family<CauseLabels, Counter>,
 }
@@ -204,6 +235,7 @@ impl Metrics {
             storage_errors: Family::default(),
             http_requests: Family::default(),
             http_seconds: Family::new_with_constructor(request_histogram),
+            routes: Routes::default(),
             upstream_seconds: request_histogram(),
             upstream_failures: Family::default(),
         };
@@ -360,8 +392,8 @@ impl Metrics {
     /// router matched it, or a fixed name for what no route matched; never
     /// the path the client sent. `method` is a [`method_label`].
     pub fn http_request(&self, route: &str, method: &'static str, status: u16, took: Duration) {
-        let route = route.to_owned();
-        self.http_seconds.get_or_create(&RouteLabels { route: route.clone() }).observe(took.as_secs_f64());
+        let route = self.routes.intern(route);
+        self.http_seconds.get_or_create(&RouteLabels { route }).observe(took.as_secs_f64());
         self.http_requests.get_or_create(&RequestLabels { route, method, status }).inc();
     }
 
@@ -505,6 +537,18 @@ mod tests {
         assert_ne!(documented_series(&renamed), rendered_series());
         let relabelled = doc.replacen("| surface, api, outcome |", "| surface, outcome |", 1);
         assert_ne!(documented_series(&relabelled), rendered_series());
+    }
+
+    #[test]
+    fn route_labels_are_capped() {
+        let metrics = Metrics::new();
+        for n in 0..MAX_ROUTES + 10 {
+            metrics.http_request(&format!("/raw/{n}"), "GET", 200, Duration::ZERO);
+        }
+        let text = metrics.render();
+        assert!(text.contains("route=\"other\""), "past the cap");
+        assert!(text.contains("route=\"/raw/0\""));
+        assert!(!text.contains(&format!("route=\"/raw/{}\"", MAX_ROUTES + 5)));
     }
 
     #[test]
