@@ -10,7 +10,7 @@ use latchkey_ports::{
     BackendError, ConnectionCatalog, CreateConnectionError, CreateUserError, Cursor, DeleteError, GetError,
     InsertError, Page, StoreHealth, TokenRepository, UpdateError, UserDirectory,
 };
-use latchkey_rows::{TokenRow, encode_apis, encode_grants, encode_referers, version_to_column};
+use latchkey_rows::{TokenRow, encode_apis, encode_grants, encode_referers, sealed_row, version_to_column};
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions, PgRow};
 use sqlx::{Connection as _, PgConnection, PgPool, Row};
 use time::OffsetDateTime;
@@ -354,8 +354,7 @@ impl TokenRepository for PostgresStore {
         rows.iter()
             .map(|row| {
                 let id: String = row.try_get(0).map_err(backend)?;
-                let sealed: Vec<u8> = row.try_get(1).map_err(backend)?;
-                Ok((TokenId::parse(&id).map_err(|_| BackendError::corrupt("token id"))?, SealedSecret::new(sealed)))
+                sealed_row(&id, row.try_get(1).map_err(backend)?)
             })
             .collect()
     }

@@ -142,6 +142,14 @@ impl TokenRow {
     }
 }
 
+/// A row of `(id, sealed_secret)`, as re-sealing walks them.
+///
+/// # Errors
+/// [`BackendError::corrupt`] when the id is not one.
+pub fn sealed_row(id: &str, sealed: Vec<u8>) -> Result<(TokenId, SealedSecret), BackendError> {
+    Ok((TokenId::parse(id).map_err(|_| BackendError::corrupt("token id"))?, SealedSecret::new(sealed)))
+}
+
 /// A version as a signed 64-bit column value.
 ///
 /// # Errors

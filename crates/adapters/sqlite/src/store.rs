@@ -11,7 +11,7 @@ use latchkey_ports::{
     BackendError, ConnectionCatalog, CreateConnectionError, CreateUserError, Cursor, DeleteError, GetError,
     InsertError, Page, StoreHealth, TokenRepository, UpdateError, UserDirectory,
 };
-use latchkey_rows::{TokenRow, encode_apis, encode_grants, encode_referers, version_to_column};
+use latchkey_rows::{TokenRow, encode_apis, encode_grants, encode_referers, sealed_row, version_to_column};
 use rusqlite::{ErrorCode, OptionalExtension, Row, TransactionBehavior, params};
 
 use crate::pool::{self, OpenError, Pool};
@@ -298,11 +298,7 @@ impl TokenRepository for SqliteStore {
                 .collect()
         })
         .await?;
-        rows.into_iter()
-            .map(|(id, sealed)| {
-                Ok((TokenId::parse(&id).map_err(|_| BackendError::corrupt("token id"))?, SealedSecret::new(sealed)))
-            })
-            .collect()
+        rows.into_iter().map(|(id, sealed)| sealed_row(&id, sealed)).collect()
     }
 
     async fn replace_sealed_secrets(
