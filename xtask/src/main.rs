@@ -144,7 +144,7 @@ fn test(plan: TestPlan) -> Result<()> {
         }
         None => println!("no PostgreSQL on 127.0.0.1:5432: the PostgreSQL tests will try testcontainers"),
     }
-    cargo(&["test", "--workspace", "--locked"], &envs)?;
+    let rust = cargo_test(&envs)?;
     if plan.browser {
         browser_test()?;
     } else {
@@ -158,7 +158,65 @@ fn test(plan: TestPlan) -> Result<()> {
     } else {
         println!("the generated clients, schemathesis and fuzzing were left out (--fast)");
     }
+    println!(
+        "\n== cargo xtask test passed: {} Rust tests passed ({} ignored) in {} test binaries{}{}",
+        rust.passed,
+        rust.ignored,
+        rust.binaries,
+        if plan.browser { "; the browser flow passed" } else { "" },
+        if plan.live { "; the CARTO client, the generated clients, schemathesis and fuzzing passed" } else { "" },
+    );
     Ok(())
+}
+
+/// What `cargo test` reported, summed over its test binaries.
+#[derive(Default)]
+struct RustTests {
+    binaries: u64,
+    passed: u64,
+    ignored: u64,
+}
+
+/// `cargo test --workspace`, its output passed through as it comes, and
+/// its `test result:` lines summed so that the run ends with one total.
+fn cargo_test(envs: &[(&str, String)]) -> Result<RustTests> {
+    use std::io::{BufRead, BufReader};
+    let args = ["test", "--workspace", "--locked"];
+    let cargo = env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    println!("\n$ cargo {}", args.join(" "));
+    let mut child = Command::new(&cargo)
+        .args(args)
+        .envs(envs.iter().map(|(k, v)| (k, v)))
+        .current_dir(architecture::workspace_root())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .with_context(|| format!("cannot run {cargo}"))?;
+    let mut totals = RustTests::default();
+    if let Some(stdout) = child.stdout.take() {
+        for line in BufReader::new(stdout).lines() {
+            let line = line.context("cannot read cargo test's output")?;
+            println!("{line}");
+            if let Some(result) = line.strip_prefix("test result: ") {
+                totals.binaries += 1;
+                let count = |label: &str| {
+                    result
+                        .split(';')
+                        .find_map(|part| part.trim().strip_suffix(label).map(str::trim))
+                        .and_then(|number| {
+                            number.trim_start_matches("ok. ").trim_start_matches("FAILED. ").parse().ok()
+                        })
+                        .unwrap_or(0)
+                };
+                totals.passed += count("passed");
+                totals.ignored += count("ignored");
+            }
+        }
+    }
+    let status = child.wait().context("cargo test")?;
+    if !status.success() {
+        bail!("cargo {} failed ({status})", args.join(" "));
+    }
+    Ok(totals)
 }
 
 /// A Node test in `folder` against the binary the tests just built.
