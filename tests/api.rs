@@ -51,11 +51,13 @@ async fn token_lifecycle() {
     assert_eq!(created["created_at"], created["updated_at"]);
     assert_eq!(created["warnings"], json!([]));
     let keys: Vec<&String> = created.as_object().unwrap().keys().collect();
+    assert_eq!(created["allowed_ips"], json!([]));
+    assert_eq!(created["previous_value_expires_at"], Value::Null);
     assert_eq!(
         keys.len(),
-        11,
-        "exactly the fields of SPEC §7: id, token, name, allowed_apis, grants, referers, expiration_date, \
-         created_at, updated_at, last_used_at, warnings; got {keys:?}"
+        13,
+        "exactly the fields of SPEC §7 and §13: id, token, name, allowed_apis, grants, referers, allowed_ips, \
+         expiration_date, previous_value_expires_at, created_at, updated_at, last_used_at, warnings; got {keys:?}"
     );
 
     let (status, list) = server.call(Method::GET, "/v3/tokens", key, None).await;

@@ -68,6 +68,14 @@ pub fn create_user(database: &str, org: &str, name: &str) -> String {
     stdout.trim().to_owned()
 }
 
+/// Creates an org admin with the CLI and returns the key.
+pub fn create_admin(database: &str, org: &str, name: &str) -> String {
+    let (ok, stdout, stderr) =
+        run_cli(&["users", "create", name, "--org", org, "--admin", "--database", database, "--create"]);
+    assert!(ok, "users create --admin failed: {stderr}");
+    stdout.trim().to_owned()
+}
+
 /// Creates a connection with the CLI.
 pub fn create_connection(database: &str, org: &str, name: &str, provider: &str) {
     let (ok, _, stderr) = run_cli(&[

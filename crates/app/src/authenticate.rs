@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use latchkey_domain::{Principal, UserKey};
+use latchkey_domain::{Identity, UserKey};
 use latchkey_ports::{AuthenticationError, Authenticator, UserDirectory};
 
 /// Accepts the built-in user keys made by `latchkey users create`.
@@ -25,7 +25,7 @@ impl Authenticator for UserKeyAuthenticator {
     /// Keys are found by the SHA-256 of their value, so the comparison is an
     /// index lookup on a hash the caller cannot steer; a malformed key is
     /// refused before any lookup.
-    async fn authenticate(&self, credential: &str) -> Result<Principal, AuthenticationError> {
+    async fn authenticate(&self, credential: &str) -> Result<Identity, AuthenticationError> {
         let key = UserKey::parse(credential).map_err(|_| AuthenticationError::Invalid)?;
         self.users.find_by_key_hash(&key.hash()).await?.ok_or(AuthenticationError::Invalid)
     }
@@ -49,7 +49,7 @@ impl CredentialRouter {
 
 #[async_trait]
 impl Authenticator for CredentialRouter {
-    async fn authenticate(&self, credential: &str) -> Result<Principal, AuthenticationError> {
+    async fn authenticate(&self, credential: &str) -> Result<Identity, AuthenticationError> {
         if UserKey::has_prefix(credential) {
             self.keys.authenticate(credential).await
         } else if let Some(identity_provider) = &self.identity_provider {

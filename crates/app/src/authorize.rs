@@ -4,7 +4,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use latchkey_domain::decision::decide;
-use latchkey_domain::{AccessRequest, DenyReason, OrgName, Principal, Token, TokenId, TokenValue};
+use latchkey_domain::{AccessRequest, DenyReason, OrgName, Principal, Token, TokenId, TokenValue, ValueState};
 use latchkey_metrics::{Metrics, Surface};
 use latchkey_ports::{BackendError, Clock, TokenRepository};
 
@@ -27,6 +27,16 @@ pub struct Authorizer {
     clock: Arc<dyn Clock>,
     usage: Arc<UsageRecorder>,
     metrics: Arc<Metrics>,
+}
+
+/// Whether an allowed request counts as a use of its token.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Use {
+    /// It does: `last_used_at` moves (a request to a data API).
+    Record,
+    /// It does not: the same answer, nothing recorded (a dry run, such as
+    /// the web page's request tester).
+    DryRun,
 }
 
 /// The outcome label of a decision that could not be made because the
@@ -67,10 +77,15 @@ impl Authorizer {
     /// # Errors
     /// [`BackendError`] when the token cannot be looked up. The caller must
     /// then refuse the request: doubt never allows.
-    pub async fn authorize(&self, token: &str, request: &AccessRequest<'_>) -> Result<Decision, BackendError> {
+    pub async fn authorize(
+        &self,
+        token: &str,
+        request: &AccessRequest<'_>,
+        usage: Use,
+    ) -> Result<Decision, BackendError> {
         let started = Instant::now();
         let decision = match self.admit(token, None).await {
-            Ok(Ok(admitted)) => Ok(self.decide(&admitted, request)),
+            Ok(Ok(admitted)) => Ok(self.decide_with(&admitted, request, usage)),
             Ok(Err(reason)) => Ok(Decision::Denied(reason)),
             Err(error) => Err(error),
         };
@@ -85,10 +100,11 @@ impl Authorizer {
     }
 
     /// Looks up the token value `token` and checks what can be checked
-    /// before knowing the request: its format, its existence, its org (a
-    /// token of another org is unknown here: connection names are unique
-    /// only within an org), its expiration. A gateway calls this before it
-    /// reads a request's body.
+    /// before knowing the request: its format, its existence (a rolled
+    /// token's previous value exists only until its grace period ends), its
+    /// org (a token of another org is unknown here: connection names are
+    /// unique only within an org), its expiration. A gateway calls this
+    /// before it reads a request's body.
     ///
     /// # Errors
     /// [`BackendError`] when the token cannot be looked up; the caller must
@@ -116,7 +132,13 @@ impl Authorizer {
         if org.is_some_and(|org| *org != stored.owner.org) {
             return Ok(Err(DenyReason::TokenUnknown));
         }
-        if stored.policy.expiration().is_some_and(|expiration| self.clock.now() >= expiration) {
+        let now = self.clock.now();
+        // The cache holds the token under whichever hash found it, so the
+        // grace period is checked here on every request, not when cached.
+        if stored.value_state(&hash, now) == ValueState::Ended {
+            return Ok(Err(DenyReason::TokenUnknown));
+        }
+        if stored.policy.expiration().is_some_and(|expiration| now >= expiration) {
             return Ok(Err(DenyReason::TokenExpired));
         }
         Ok(Ok(Admitted(stored)))
@@ -126,10 +148,16 @@ impl Authorizer {
     /// is allowed.
     #[must_use]
     pub fn decide(&self, admitted: &Admitted, request: &AccessRequest<'_>) -> Decision {
+        self.decide_with(admitted, request, Use::Record)
+    }
+
+    fn decide_with(&self, admitted: &Admitted, request: &AccessRequest<'_>, usage: Use) -> Decision {
         let now = self.clock.now();
         match decide(&admitted.0.policy, request, now) {
             Ok(()) => {
-                self.usage.note(&admitted.0.id, now);
+                if usage == Use::Record {
+                    self.usage.note(&admitted.0.id, now);
+                }
                 Decision::Allowed
             }
             Err(reason) => Decision::Denied(reason),

@@ -31,6 +31,9 @@ pub enum TokenError {
         /// The limit.
         limit: u64,
     },
+    /// The caller is not an org admin, and the operation is for admins.
+    #[error("only an organization admin may do this")]
+    Forbidden,
     /// Storage failed.
     #[error(transparent)]
     Backend(#[from] BackendError),

@@ -9,11 +9,16 @@
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use latchkey_domain::{Connection, OrgName, Principal, SealedSecret, SecretHash, Timestamp, Token, TokenId};
+use latchkey_domain::audit::AuditEvent;
+use latchkey_domain::org_policy::OrgPolicy;
+use latchkey_domain::{
+    Connection, Identity, OrgName, Principal, Role, SealedSecret, SecretHash, Timestamp, Token, TokenId, UserName,
+};
 use latchkey_metrics::Metrics;
 use latchkey_ports::{
-    BackendError, ConnectionCatalog, CreateConnectionError, CreateUserError, Cursor, DeleteError, GetError,
-    InsertError, Page, StoreHealth, TokenRepository, UpdateError, UserDirectory,
+    AuditCursor, AuditLog, AuditPage, AuditScope, BackendError, ConnectionCatalog, CreateConnectionError,
+    CreateUserError, Cursor, DeleteError, GetError, InsertError, OrgPolicies, Page, PolicyWriteError, StoreHealth,
+    TokenRepository, UpdateError, UserDirectory,
 };
 
 /// A store whose failures are counted.
@@ -60,16 +65,28 @@ macro_rules! backend_variant {
     )*};
 }
 
-backend_variant!(InsertError, GetError, UpdateError, DeleteError, CreateUserError, CreateConnectionError);
+backend_variant!(
+    InsertError,
+    GetError,
+    UpdateError,
+    DeleteError,
+    CreateUserError,
+    CreateConnectionError,
+    PolicyWriteError
+);
 
 #[async_trait]
 impl<S: TokenRepository + ?Sized> TokenRepository for Observed<S> {
-    async fn insert(&self, token: &Token, limit: Option<u64>) -> Result<(), InsertError> {
-        self.watch("insert", self.inner.insert(token, limit).await)
+    async fn insert(&self, token: &Token, limit: Option<u64>, event: &AuditEvent) -> Result<(), InsertError> {
+        self.watch("insert", self.inner.insert(token, limit, event).await)
     }
 
     async fn get(&self, id: &TokenId, owner: &Principal) -> Result<Token, GetError> {
         self.watch("get", self.inner.get(id, owner).await)
+    }
+
+    async fn get_in_org(&self, id: &TokenId, org: &OrgName) -> Result<Token, GetError> {
+        self.watch("get_in_org", self.inner.get_in_org(id, org).await)
     }
 
     async fn find_by_secret_hash(&self, hash: &SecretHash) -> Result<Option<Token>, BackendError> {
@@ -80,12 +97,26 @@ impl<S: TokenRepository + ?Sized> TokenRepository for Observed<S> {
         self.watch("list", self.inner.list(owner, after, limit).await)
     }
 
-    async fn update(&self, token: &Token, expected_version: u64) -> Result<(), UpdateError> {
-        self.watch("update", self.inner.update(token, expected_version).await)
+    async fn list_org(
+        &self,
+        org: &OrgName,
+        owner: Option<UserName>,
+        after: Option<Cursor>,
+        limit: usize,
+    ) -> Result<Page, BackendError> {
+        self.watch("list_org", self.inner.list_org(org, owner, after, limit).await)
     }
 
-    async fn delete(&self, id: &TokenId, expected_version: Option<u64>) -> Result<(), DeleteError> {
-        self.watch("delete", self.inner.delete(id, expected_version).await)
+    async fn update(&self, token: &Token, expected_version: u64, event: &AuditEvent) -> Result<(), UpdateError> {
+        self.watch("update", self.inner.update(token, expected_version, event).await)
+    }
+
+    async fn roll(&self, token: &Token, expected_version: u64, event: &AuditEvent) -> Result<(), UpdateError> {
+        self.watch("roll", self.inner.roll(token, expected_version, event).await)
+    }
+
+    async fn delete(&self, id: &TokenId, expected_version: Option<u64>, event: &AuditEvent) -> Result<(), DeleteError> {
+        self.watch("delete", self.inner.delete(id, expected_version, event).await)
     }
 
     async fn record_last_use(&self, uses: &[(TokenId, Timestamp)]) -> Result<(), BackendError> {
@@ -121,16 +152,51 @@ impl<S: ConnectionCatalog + ?Sized> ConnectionCatalog for Observed<S> {
 
 #[async_trait]
 impl<S: UserDirectory + ?Sized> UserDirectory for Observed<S> {
-    async fn create_user(&self, principal: &Principal, key_hash: &SecretHash) -> Result<(), CreateUserError> {
-        self.watch("create_user", self.inner.create_user(principal, key_hash).await)
+    async fn create_user(
+        &self,
+        principal: &Principal,
+        role: Role,
+        key_hash: &SecretHash,
+    ) -> Result<(), CreateUserError> {
+        self.watch("create_user", self.inner.create_user(principal, role, key_hash).await)
     }
 
-    async fn find_by_key_hash(&self, key_hash: &SecretHash) -> Result<Option<Principal>, BackendError> {
+    async fn find_by_key_hash(&self, key_hash: &SecretHash) -> Result<Option<Identity>, BackendError> {
         self.watch("find_by_key_hash", self.inner.find_by_key_hash(key_hash).await)
     }
 
     async fn has_users(&self) -> Result<bool, BackendError> {
         self.watch("has_users", self.inner.has_users().await)
+    }
+}
+
+#[async_trait]
+impl<S: AuditLog + ?Sized> AuditLog for Observed<S> {
+    async fn events(
+        &self,
+        scope: AuditScope,
+        token: Option<TokenId>,
+        after: Option<AuditCursor>,
+        limit: usize,
+    ) -> Result<AuditPage, BackendError> {
+        self.watch("audit_events", self.inner.events(scope, token, after, limit).await)
+    }
+}
+
+#[async_trait]
+impl<S: OrgPolicies + ?Sized> OrgPolicies for Observed<S> {
+    async fn policy(&self, org: &OrgName) -> Result<OrgPolicy, BackendError> {
+        self.watch("policy", self.inner.policy(org).await)
+    }
+
+    async fn replace_policy(
+        &self,
+        org: &OrgName,
+        expected: &OrgPolicy,
+        new: &OrgPolicy,
+        event: &AuditEvent,
+    ) -> Result<(), PolicyWriteError> {
+        self.watch("replace_policy", self.inner.replace_policy(org, expected, new, event).await)
     }
 }
 
@@ -152,13 +218,15 @@ mod tests {
         let metrics = Arc::new(Metrics::new());
         let mut tokens = MockTokenRepository::new();
         tokens.expect_find_by_secret_hash().returning(|_| Err(BackendError::new("down")));
-        tokens.expect_delete().returning(|_, _| Err(DeleteError::NotFound));
+        tokens.expect_delete().returning(|_, _, _| Err(DeleteError::NotFound));
         let observed = Observed::new(Arc::new(tokens) as Arc<dyn TokenRepository>, metrics.clone());
         let hash = SecretHash::from_bytes([0; 32]);
         assert!(observed.find_by_secret_hash(&hash).await.is_err());
         assert!(observed.find_by_secret_hash(&hash).await.is_err());
         let id = TokenId::parse("abcdefABCDEF").unwrap();
-        assert!(matches!(observed.delete(&id, None).await, Err(DeleteError::NotFound)));
+        let token = latchkey_testkit::token(&latchkey_testkit::principal("acme", "ana"), "t", latchkey_testkit::now());
+        let event = latchkey_testkit::event(latchkey_domain::audit::AuditAction::TokenDeleted, None, &token);
+        assert!(matches!(observed.delete(&id, None, &event).await, Err(DeleteError::NotFound)));
         let mut health = MockStoreHealth::new();
         health.expect_ping().returning(|| Ok(()));
         let health = Observed::new(Arc::new(health) as Arc<dyn StoreHealth>, metrics.clone());

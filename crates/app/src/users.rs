@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use latchkey_domain::names::NameError;
-use latchkey_domain::{Connection, ConnectionName, OrgName, Principal, Provider, UserKey, UserName};
+use latchkey_domain::{Connection, ConnectionName, OrgName, Principal, Provider, Role, UserKey, UserName};
 use latchkey_ports::{BackendError, ConnectionCatalog, CreateConnectionError, CreateUserError, UserDirectory};
 
 use crate::random::{RandomError, with_os_rng};
@@ -49,15 +49,15 @@ impl UserService {
         Self { users, catalog }
     }
 
-    /// Creates a user (and the org when new) and returns the user's key,
-    /// which exists nowhere else: only its hash is stored.
+    /// Creates a user with `role` (and the org when new) and returns the
+    /// user's key, which exists nowhere else: only its hash is stored.
     ///
     /// # Errors
     /// [`UserError`], e.g. when the user exists.
-    pub async fn create_user(&self, principal: &Principal) -> Result<UserKey, UserError> {
+    pub async fn create_user(&self, principal: &Principal, role: Role) -> Result<UserKey, UserError> {
         let key = with_os_rng(UserKey::generate)?;
-        self.users.create_user(principal, &key.hash()).await?;
-        tracing::info!(org = %principal.org, user = %principal.user, "user created");
+        self.users.create_user(principal, role, &key.hash()).await?;
+        tracing::info!(org = %principal.org, user = %principal.user, admin = role.is_admin(), "user created");
         Ok(key)
     }
 
@@ -71,8 +71,9 @@ impl UserService {
         Ok(())
     }
 
-    /// On a store without users, creates org `default`, user `admin` and
-    /// connection `carto_dw`, and returns the admin's key; otherwise `None`.
+    /// On a store without users, creates org `default`, user `admin` (an
+    /// org admin) and connection `carto_dw`, and returns the admin's key;
+    /// otherwise `None`.
     ///
     /// Several instances starting at once on one empty database race here;
     /// the one that loses finds the user taken and returns `None`.
@@ -87,7 +88,7 @@ impl UserService {
         let user = UserName::new(BOOTSTRAP_USER)?;
         let connection = ConnectionName::new(BOOTSTRAP_CONNECTION)?;
         let principal = Principal { org: org.clone(), user };
-        let key = match self.create_user(&principal).await {
+        let key = match self.create_user(&principal, Role::Admin).await {
             Ok(key) => key,
             Err(UserError::Create(CreateUserError::UserExists)) => return Ok(None),
             Err(e) => return Err(e),

@@ -9,14 +9,16 @@ use std::sync::{Arc, Mutex};
 
 use latchkey_app::{
     Authorizer, CacheSettings, Decision, NewToken, Sealer, TokenCache, TokenError, TokenPatch, TokenRef, TokenService,
-    UsageRecorder, UserKeyAuthenticator, UserService,
+    UsageRecorder, Use, UserKeyAuthenticator, UserService,
 };
+use latchkey_domain::org_policy::OrgPolicy;
 use latchkey_domain::{
-    AccessRequest, Api, DenyReason, Principal, Provider, SourceType, Target, Timestamp, Token, TokenValue, UserKey,
+    AccessRequest, Api, DenyReason, Identity, Principal, Provider, Role, SourceType, Target, Timestamp, Token,
+    TokenValue, UserKey,
 };
 use latchkey_ports::{
     AuthenticationError, Authenticator, DeleteError, GetError, InsertError, MockClock, MockConnectionCatalog,
-    MockTokenRepository, MockUserDirectory, UpdateError,
+    MockOrgPolicies, MockTokenRepository, MockUserDirectory, UpdateError,
 };
 use latchkey_testkit::{connection, draft, grant, now, principal};
 
@@ -44,8 +46,14 @@ fn cache() -> Arc<TokenCache> {
     Arc::new(TokenCache::new(CacheSettings::default(), true))
 }
 
+fn policies() -> Arc<MockOrgPolicies> {
+    let mut policies = MockOrgPolicies::new();
+    policies.expect_policy().returning(|_| Ok(OrgPolicy::default()));
+    Arc::new(policies)
+}
+
 fn service(repo: MockTokenRepository) -> TokenService {
-    TokenService::new(Arc::new(repo), cache(), catalog(), clock(), sealer())
+    TokenService::new(Arc::new(repo), cache(), catalog(), policies(), clock(), sealer())
 }
 
 fn maps_token() -> NewToken {
@@ -58,7 +66,7 @@ async fn stored_token(owner: &Principal, new: NewToken) -> (Token, TokenValue) {
     let inserted = Arc::new(Mutex::new(None));
     let mut repo = MockTokenRepository::new();
     let sink = inserted.clone();
-    repo.expect_insert().times(1).returning(move |token, _| {
+    repo.expect_insert().times(1).returning(move |token, _, _| {
         *sink.lock().unwrap() = Some(token.clone());
         Ok(())
     });
@@ -95,14 +103,14 @@ async fn invalid_tokens_never_reach_the_store() {
 #[tokio::test]
 async fn a_taken_name_is_reported_but_a_generated_one_is_retried() {
     let mut repo = MockTokenRepository::new();
-    repo.expect_insert().times(1).returning(|_, _| Err(InsertError::NameTaken));
+    repo.expect_insert().times(1).returning(|_, _, _| Err(InsertError::NameTaken));
     let mut named = maps_token();
     named.draft.name = Some("prod".into());
     assert!(matches!(service(repo).create(&alice(), named).await, Err(TokenError::NameTaken)));
 
     let mut repo = MockTokenRepository::new();
     let mut calls = 0;
-    repo.expect_insert().times(3).returning(move |_, _| {
+    repo.expect_insert().times(3).returning(move |_, _, _| {
         calls += 1;
         match calls {
             1 => Err(InsertError::NameTaken),
@@ -117,7 +125,10 @@ async fn a_taken_name_is_reported_but_a_generated_one_is_retried() {
 async fn the_token_limit_applies_per_owner() {
     let mut repo = MockTokenRepository::new();
     // The limit goes to the store, which counts and inserts in one step.
-    repo.expect_insert().withf(|_, limit| *limit == Some(3)).times(1).returning(|_, _| Err(InsertError::LimitReached));
+    repo.expect_insert()
+        .withf(|_, limit, _| *limit == Some(3))
+        .times(1)
+        .returning(|_, _, _| Err(InsertError::LimitReached));
     let service = service(repo).with_max_tokens_per_owner(Some(3));
     assert!(matches!(service.create(&alice(), maps_token()).await, Err(TokenError::TooManyTokens { limit: 3 })));
 }
@@ -171,7 +182,7 @@ async fn updates_replace_fields_keep_the_rest_and_bump_the_version() {
     repo.expect_get().returning(move |_, _| Ok(stored.clone()));
     let written = Arc::new(Mutex::new(None));
     let sink = written.clone();
-    repo.expect_update().times(1).returning(move |token, expected| {
+    repo.expect_update().times(1).returning(move |token, expected, _| {
         *sink.lock().unwrap() = Some((token.clone(), expected));
         Ok(())
     });
@@ -213,7 +224,7 @@ async fn update_rules() {
         Ok(Token { version: reads, ..stored.clone() })
     });
     let mut expected_versions = Vec::new();
-    repo.expect_update().times(2).returning(move |_, expected| {
+    repo.expect_update().times(2).returning(move |_, expected, _| {
         expected_versions.push(expected);
         if expected_versions.len() == 1 { Err(UpdateError::Conflict) } else { Ok(()) }
     });
@@ -224,7 +235,7 @@ async fn update_rules() {
     let mut repo = MockTokenRepository::new();
     let stored = token.clone();
     repo.expect_get().returning(move |_, _| Ok(stored.clone()));
-    repo.expect_update().times(1).returning(|_, _| Err(UpdateError::Conflict));
+    repo.expect_update().times(1).returning(|_, _, _| Err(UpdateError::Conflict));
     let result = service(repo).update(&alice(), &reference, TokenPatch::default(), Some(1)).await;
     assert!(matches!(result, Err(TokenError::PreconditionFailed)));
 
@@ -250,9 +261,9 @@ async fn delete_passes_if_match_to_the_store() {
     let stored = token.clone();
     repo.expect_get().returning(move |_, _| Ok(stored.clone()));
     repo.expect_delete()
-        .withf(|_, expected| *expected == Some(1))
+        .withf(|_, expected, _| *expected == Some(1))
         .times(1)
-        .returning(|_, _| Err(DeleteError::Conflict));
+        .returning(|_, _, _| Err(DeleteError::Conflict));
     let result = service(repo).delete(&alice(), &reference, Some(1)).await;
     assert!(matches!(result, Err(TokenError::PreconditionFailed)));
 }
@@ -267,7 +278,7 @@ async fn authorize_refuses_malformed_values_without_a_lookup() {
     let repo = Arc::new(MockTokenRepository::new());
     let authorizer = Authorizer::new(repo.clone(), cache(), clock(), Arc::new(UsageRecorder::new(repo)));
     for value in ["", "secret", "latchkey_tk_AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"] {
-        let decision = authorizer.authorize(value, &maps_request()).await.unwrap();
+        let decision = authorizer.authorize(value, &maps_request(), Use::Record).await.unwrap();
         assert_eq!(decision, Decision::Denied(DenyReason::TokenMalformed), "{value}");
     }
 }
@@ -290,15 +301,21 @@ async fn authorize_decides_and_records_use_off_the_hot_path() {
     let authorizer = Authorizer::new(repo, cache(), clock(), usage.clone());
 
     for _ in 0..3 {
-        assert_eq!(authorizer.authorize(value.expose(), &maps_request()).await.unwrap(), Decision::Allowed);
+        assert_eq!(
+            authorizer.authorize(value.expose(), &maps_request(), Use::Record).await.unwrap(),
+            Decision::Allowed
+        );
     }
     let other = TokenValue::parse(stored_token(&alice(), maps_token()).await.1.expose()).unwrap();
     assert_eq!(
-        authorizer.authorize(other.expose(), &maps_request()).await.unwrap(),
+        authorizer.authorize(other.expose(), &maps_request(), Use::Record).await.unwrap(),
         Decision::Denied(DenyReason::TokenUnknown)
     );
     let lds = AccessRequest::new(Api::Lds, None, None, None).unwrap();
-    assert_eq!(authorizer.authorize(value.expose(), &lds).await.unwrap(), Decision::Denied(DenyReason::ApiNotAllowed));
+    assert_eq!(
+        authorizer.authorize(value.expose(), &lds, Use::Record).await.unwrap(),
+        Decision::Denied(DenyReason::ApiNotAllowed)
+    );
     assert_eq!(recorded.lock().unwrap().len(), 0, "no write during authorize");
     assert_eq!(usage.flush().await.unwrap(), 1, "three uses of one token, one row");
     assert_eq!(*recorded.lock().unwrap(), vec![(token.id.clone(), now())]);
@@ -317,7 +334,7 @@ async fn authorize_refuses_expired_tokens() {
     later.expect_now().returning(|| Timestamp::parse_rfc3339("2026-11-27T10:00:01Z").unwrap());
     let authorizer = Authorizer::new(repo.clone(), cache(), Arc::new(later), Arc::new(UsageRecorder::new(repo)));
     assert_eq!(
-        authorizer.authorize(value.expose(), &maps_request()).await.unwrap(),
+        authorizer.authorize(value.expose(), &maps_request(), Use::Record).await.unwrap(),
         Decision::Denied(DenyReason::TokenExpired)
     );
 }
@@ -343,9 +360,10 @@ async fn user_keys_are_checked_by_hash_and_malformed_ones_never_looked_up() {
     let key = UserKey::parse(&bootstrap_key().await).unwrap();
     let mut users = MockUserDirectory::new();
     let hash = key.hash();
-    users.expect_find_by_key_hash().times(2).returning(move |h| Ok((*h == hash).then(alice)));
+    let identity = || Identity { principal: alice(), role: Role::Member };
+    users.expect_find_by_key_hash().times(2).returning(move |h| Ok((*h == hash).then(identity)));
     let authenticator = UserKeyAuthenticator::new(Arc::new(users));
-    assert_eq!(authenticator.authenticate(key.expose()).await.unwrap(), alice());
+    assert_eq!(authenticator.authenticate(key.expose()).await.unwrap(), identity());
     let other = bootstrap_key().await;
     assert!(matches!(authenticator.authenticate(&other).await, Err(AuthenticationError::Invalid)));
     for malformed in ["", "Bearer x", "latchkey_uk_nope"] {
@@ -359,9 +377,9 @@ async fn bootstrap_key() -> String {
     users.expect_has_users().times(1).returning(|| Ok(false));
     users
         .expect_create_user()
-        .withf(|p, _| p.org.as_str() == "default" && p.user.as_str() == "admin")
+        .withf(|p, role, _| p.org.as_str() == "default" && p.user.as_str() == "admin" && *role == Role::Admin)
         .times(1)
-        .returning(|_, _| Ok(()));
+        .returning(|_, _, _| Ok(()));
     let mut catalog = MockConnectionCatalog::new();
     catalog
         .expect_create_connection()
@@ -412,13 +430,16 @@ async fn the_cache_serves_repeat_lookups_and_never_caches_unknown_values() {
     let cache = cache();
     let authorizer = authorizer_with(counting_repo(Some(token), lookups.clone(), || {}), cache.clone());
     for _ in 0..5 {
-        assert_eq!(authorizer.authorize(value.expose(), &maps_request()).await.unwrap(), Decision::Allowed);
+        assert_eq!(
+            authorizer.authorize(value.expose(), &maps_request(), Use::Record).await.unwrap(),
+            Decision::Allowed
+        );
     }
     assert_eq!(*lookups.lock().unwrap(), 1, "one storage lookup for five requests");
 
     let unknown = TokenValue::parse(stored_token(&alice(), maps_token()).await.1.expose()).unwrap();
     for _ in 0..3 {
-        let decision = authorizer.authorize(unknown.expose(), &maps_request()).await.unwrap();
+        let decision = authorizer.authorize(unknown.expose(), &maps_request(), Use::Record).await.unwrap();
         assert_eq!(decision, Decision::Denied(DenyReason::TokenUnknown));
     }
     assert_eq!(*lookups.lock().unwrap(), 4, "an unknown value is looked up every time: it may be created next");
@@ -430,26 +451,26 @@ async fn updates_and_deletes_through_this_instance_evict_at_once() {
     let cache = cache();
     let lookups = Arc::new(Mutex::new(0));
     let authorizer = authorizer_with(counting_repo(Some(token.clone()), lookups.clone(), || {}), cache.clone());
-    authorizer.authorize(value.expose(), &maps_request()).await.unwrap();
+    authorizer.authorize(value.expose(), &maps_request(), Use::Record).await.unwrap();
 
     // Deleting through the service evicts the entry.
     let mut repo = MockTokenRepository::new();
     let stored = token.clone();
     repo.expect_get().returning(move |_, _| Ok(stored.clone()));
-    repo.expect_delete().returning(|_, _| Ok(()));
-    let service = TokenService::new(Arc::new(repo), cache.clone(), catalog(), clock(), sealer());
+    repo.expect_delete().returning(|_, _, _| Ok(()));
+    let service = TokenService::new(Arc::new(repo), cache.clone(), catalog(), policies(), clock(), sealer());
     service.delete(&alice(), &TokenRef::Id(token.id.clone()), None).await.unwrap();
     let (hit, _) = cache.get(&token.secret_hash);
     assert!(hit.is_none(), "evicted by the delete");
 
     // So is an update.
-    authorizer.authorize(value.expose(), &maps_request()).await.unwrap();
+    authorizer.authorize(value.expose(), &maps_request(), Use::Record).await.unwrap();
     assert!(cache.get(&token.secret_hash).0.is_some());
     let mut repo = MockTokenRepository::new();
     let stored = token.clone();
     repo.expect_get().returning(move |_, _| Ok(stored.clone()));
-    repo.expect_update().returning(|_, _| Ok(()));
-    let service = TokenService::new(Arc::new(repo), cache.clone(), catalog(), clock(), sealer());
+    repo.expect_update().returning(|_, _, _| Ok(()));
+    let service = TokenService::new(Arc::new(repo), cache.clone(), catalog(), policies(), clock(), sealer());
     let patch = TokenPatch { name: Some(Some("renamed".into())), ..TokenPatch::default() };
     service.update(&alice(), &TokenRef::Id(token.id.clone()), patch, None).await.unwrap();
     assert!(cache.get(&token.secret_hash).0.is_none(), "evicted by the update");
@@ -467,7 +488,7 @@ async fn a_change_heard_during_a_lookup_keeps_the_result_out_of_the_cache() {
     let authorizer =
         authorizer_with(counting_repo(Some(token), lookups.clone(), move || during.token_changed(&hash)), cache);
     for _ in 0..3 {
-        authorizer.authorize(value.expose(), &maps_request()).await.unwrap();
+        authorizer.authorize(value.expose(), &maps_request(), Use::Record).await.unwrap();
     }
     assert_eq!(*lookups.lock().unwrap(), 3, "what was read during a change is never cached");
 }
@@ -480,24 +501,24 @@ async fn without_a_change_feed_the_cache_is_bypassed_until_it_returns() {
     let lookups = Arc::new(Mutex::new(0));
     let authorizer = authorizer_with(counting_repo(Some(token), lookups.clone(), || {}), cache.clone());
     for _ in 0..3 {
-        authorizer.authorize(value.expose(), &maps_request()).await.unwrap();
+        authorizer.authorize(value.expose(), &maps_request(), Use::Record).await.unwrap();
     }
     assert_eq!(*lookups.lock().unwrap(), 3, "not subscribed yet: every lookup goes to storage");
     cache.feed_restored();
     for _ in 0..3 {
-        authorizer.authorize(value.expose(), &maps_request()).await.unwrap();
+        authorizer.authorize(value.expose(), &maps_request(), Use::Record).await.unwrap();
     }
     assert_eq!(*lookups.lock().unwrap(), 4, "subscribed: cached");
     cache.feed_lost();
     assert!(!cache.is_serving());
     for _ in 0..3 {
-        authorizer.authorize(value.expose(), &maps_request()).await.unwrap();
+        authorizer.authorize(value.expose(), &maps_request(), Use::Record).await.unwrap();
     }
     assert_eq!(*lookups.lock().unwrap(), 7, "feed lost: emptied and bypassed");
     cache.feed_restored();
-    authorizer.authorize(value.expose(), &maps_request()).await.unwrap();
+    authorizer.authorize(value.expose(), &maps_request(), Use::Record).await.unwrap();
     assert_eq!(*lookups.lock().unwrap(), 8, "restored: nothing from before the loss is trusted");
-    authorizer.authorize(value.expose(), &maps_request()).await.unwrap();
+    authorizer.authorize(value.expose(), &maps_request(), Use::Record).await.unwrap();
     assert_eq!(*lookups.lock().unwrap(), 8);
 }
 
@@ -508,7 +529,7 @@ async fn a_disabled_cache_caches_nothing() {
     let authorizer =
         authorizer_with(counting_repo(Some(token), lookups.clone(), || {}), Arc::new(TokenCache::disabled()));
     for _ in 0..3 {
-        authorizer.authorize(value.expose(), &maps_request()).await.unwrap();
+        authorizer.authorize(value.expose(), &maps_request(), Use::Record).await.unwrap();
     }
     assert_eq!(*lookups.lock().unwrap(), 3);
 }

@@ -25,7 +25,7 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 
-use latchkey_ports::{ConnectionCatalog, TokenRepository, UserDirectory};
+use latchkey_ports::{AuditLog, ConnectionCatalog, OrgPolicies, TokenRepository, UserDirectory};
 
 /// What runs after a case to release what the factory made (drop a test
 /// database, delete a file).
@@ -39,6 +39,10 @@ pub struct Stores {
     pub catalog: Arc<dyn ConnectionCatalog>,
     /// The user directory.
     pub users: Arc<dyn UserDirectory>,
+    /// The audit log.
+    pub audit: Arc<dyn AuditLog>,
+    /// The org policies.
+    pub policies: Arc<dyn OrgPolicies>,
     teardown: Option<Teardown>,
 }
 
@@ -46,9 +50,16 @@ impl Stores {
     /// Views one store that implements every port.
     pub fn from_one<S>(store: Arc<S>) -> Self
     where
-        S: TokenRepository + ConnectionCatalog + UserDirectory + 'static,
+        S: TokenRepository + ConnectionCatalog + UserDirectory + AuditLog + OrgPolicies + 'static,
     {
-        Self { tokens: store.clone(), catalog: store.clone(), users: store, teardown: None }
+        Self {
+            tokens: store.clone(),
+            catalog: store.clone(),
+            users: store.clone(),
+            audit: store.clone(),
+            policies: store,
+            teardown: None,
+        }
     }
 
     /// Runs `teardown` after the case, whether it passed or not.
@@ -107,7 +118,12 @@ macro_rules! __with_cases {
             sealed_secrets_are_replaced_only_if_unchanged,
             connections_belong_to_existing_orgs,
             users_and_their_keys,
-            the_org_boundary
+            the_org_boundary,
+            rolls_replace_the_value_and_keep_the_previous_one,
+            every_change_is_stored_with_its_event_and_refusals_with_none,
+            the_log_pages_newest_first_within_its_scope,
+            org_policies_are_replaced_only_from_the_version_read,
+            admins_reach_every_token_of_their_org_and_no_other
         }
     };
 }

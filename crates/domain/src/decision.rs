@@ -2,6 +2,7 @@
 //! token, proceed?
 
 use std::fmt;
+use std::net::IpAddr;
 use std::str::FromStr;
 
 use crate::api::Api;
@@ -30,6 +31,9 @@ pub enum DenyReason {
     RefererMissing,
     /// The request's website is not one the token allows.
     RefererNotAllowed,
+    /// The token is restricted to client addresses and the request's is
+    /// unknown or not one of them.
+    IpNotAllowed,
     /// The token has no grant on the requested connection.
     ConnectionNotGranted,
     /// No grant on the connection serves this API and source.
@@ -38,13 +42,14 @@ pub enum DenyReason {
 
 impl DenyReason {
     /// Every reason, in the order the checks run.
-    pub const ALL: [DenyReason; 8] = [
+    pub const ALL: [DenyReason; 9] = [
         DenyReason::TokenMalformed,
         DenyReason::TokenUnknown,
         DenyReason::TokenExpired,
         DenyReason::ApiNotAllowed,
         DenyReason::RefererMissing,
         DenyReason::RefererNotAllowed,
+        DenyReason::IpNotAllowed,
         DenyReason::ConnectionNotGranted,
         DenyReason::SourceNotGranted,
     ];
@@ -59,6 +64,7 @@ impl DenyReason {
             DenyReason::ApiNotAllowed => "api_not_allowed",
             DenyReason::RefererMissing => "referer_missing",
             DenyReason::RefererNotAllowed => "referer_not_allowed",
+            DenyReason::IpNotAllowed => "ip_not_allowed",
             DenyReason::ConnectionNotGranted => "connection_not_granted",
             DenyReason::SourceNotGranted => "source_not_granted",
         }
@@ -83,6 +89,7 @@ impl DenyReason {
             DenyReason::ApiNotAllowed => "the token does not allow this API",
             DenyReason::RefererMissing => "the token is restricted to websites and the request names none",
             DenyReason::RefererNotAllowed => "the token does not allow requests from this website",
+            DenyReason::IpNotAllowed => "the token does not allow requests from this client address",
             DenyReason::ConnectionNotGranted => "the token has no grant on this connection",
             DenyReason::SourceNotGranted => "the token does not grant this source to this API",
         }
@@ -154,6 +161,7 @@ pub struct AccessRequest<'a> {
     scope: Scope<'a>,
     referer: Option<&'a str>,
     origin: Option<&'a str>,
+    client_ip: Option<IpAddr>,
 }
 
 /// What data a request touches, as far as can be seen.
@@ -190,7 +198,7 @@ impl<'a> AccessRequest<'a> {
             Api::Lds => Scope::Nothing,
             _ => Scope::Source(target.ok_or(MissingTarget(api))?),
         };
-        Ok(Self { api, scope, referer, origin })
+        Ok(Self { api, scope, referer, origin, client_ip: None })
     }
 
     /// Describes a request whose source could not be seen, on `connection`
@@ -201,7 +209,21 @@ impl<'a> AccessRequest<'a> {
             Api::Lds => Scope::Nothing,
             _ => Scope::Unseen { connection },
         };
-        Self { api, scope, referer, origin }
+        Self { api, scope, referer, origin, client_ip: None }
+    }
+
+    /// The same request, made from `client_ip` (`None`: not known, which a
+    /// token restricted to addresses refuses).
+    #[must_use]
+    pub fn from_client(mut self, client_ip: Option<IpAddr>) -> Self {
+        self.client_ip = client_ip;
+        self
+    }
+
+    /// The client's address, when known.
+    #[must_use]
+    pub fn client_ip(&self) -> Option<IpAddr> {
+        self.client_ip
     }
 
     /// The API the request is for.
@@ -295,6 +317,9 @@ pub fn decide(policy: &Policy, request: &AccessRequest<'_>, now: Timestamp) -> R
         RefererDenial::Missing => DenyReason::RefererMissing,
         RefererDenial::NotAllowed => DenyReason::RefererNotAllowed,
     })?;
+    if !policy.allowed_ips().allows(request.client_ip) {
+        return Err(DenyReason::IpNotAllowed);
+    }
     let (connection, target) = match request.scope {
         Scope::Nothing => return Ok(()),
         Scope::Source(target) => (target.connection, Some(target)),

@@ -8,11 +8,14 @@
 //! its invariant in its constructor, so later code never re-checks it.
 
 pub mod api;
+pub mod audit;
 mod base62;
 pub mod decision;
 pub mod grant;
 mod index;
+pub mod ip;
 pub mod names;
+pub mod org_policy;
 pub mod provider;
 pub mod referer;
 pub mod secret;
@@ -25,10 +28,11 @@ pub mod validation;
 pub use api::{AllowedApis, Api, ApiSet};
 pub use decision::{AccessRequest, DenyReason, SourceType, Target};
 pub use grant::Grant;
-pub use names::{ConnectionName, OrgName, Principal, TokenId, TokenName, UserName};
+pub use ip::{IpRange, IpRangeError, IpRanges, TrustedProxies};
+pub use names::{AuditEventId, ConnectionName, Identity, OrgName, Principal, Role, TokenId, TokenName, UserName};
 pub use provider::Provider;
 pub use referer::RefererPattern;
 pub use secret::{SealedSecret, SecretHash, TokenValue, UserKey};
 pub use source::{Source, SourceKind};
 pub use timestamp::Timestamp;
-pub use token::{Connection, Policy, Token};
+pub use token::{Connection, Policy, PreviousValue, Token, ValueState};

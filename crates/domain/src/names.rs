@@ -144,6 +144,33 @@ pub struct Principal {
     pub user: UserName,
 }
 
+/// What a user may do beyond managing their own tokens.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Role {
+    /// Manages their own tokens only.
+    Member,
+    /// Also sees and revokes every token of the org (never their values),
+    /// reads the whole org's audit log and sets the org's token policy.
+    Admin,
+}
+
+impl Role {
+    /// Whether the role is [`Role::Admin`].
+    #[must_use]
+    pub const fn is_admin(self) -> bool {
+        matches!(self, Role::Admin)
+    }
+}
+
+/// An authenticated caller: who, and with which role.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct Identity {
+    /// The user.
+    pub principal: Principal,
+    /// What the user may do.
+    pub role: Role,
+}
+
 string_newtype! {
     /// The public identifier of a token.
     ///
@@ -173,6 +200,35 @@ impl TokenId {
         }
         if raw.len() != Self::LEN || !raw.bytes().all(base62::is_base62) {
             return Err(NameError::InvalidCharacter { allowed: "exactly 12 letters and digits" });
+        }
+        Ok(Self(raw.to_owned()))
+    }
+}
+
+string_newtype! {
+    /// The identifier of an audit event.
+    ///
+    /// Invariant: exactly 16 base62 characters (about 95 bits).
+    AuditEventId
+}
+
+impl AuditEventId {
+    /// The length of every event id.
+    pub const LEN: usize = 16;
+
+    /// A fresh random id.
+    ///
+    /// # Errors
+    /// Whatever the random number generator reports.
+    pub fn generate<R: TryCryptoRng + ?Sized>(rng: &mut R) -> Result<Self, R::Error> {
+        base62::random(rng, Self::LEN).map(Self)
+    }
+
+    /// # Errors
+    /// [`NameError`] when `raw` is not 16 base62 characters.
+    pub fn parse(raw: &str) -> Result<Self, NameError> {
+        if raw.len() != Self::LEN || !raw.bytes().all(base62::is_base62) {
+            return Err(NameError::InvalidCharacter { allowed: "exactly 16 letters and digits" });
         }
         Ok(Self(raw.to_owned()))
     }

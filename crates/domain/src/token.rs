@@ -7,6 +7,7 @@ use std::hash::Hash;
 use crate::api::{AllowedApis, Api};
 use crate::grant::Grant;
 use crate::index::GrantIndex;
+use crate::ip::IpRanges;
 use crate::names::{ConnectionName, Principal, TokenId, TokenName};
 use crate::provider::Provider;
 use crate::referer::RefererPattern;
@@ -56,6 +57,8 @@ pub struct Policy {
     apis: AllowedApis,
     grants: Vec<Grant>,
     referers: Vec<RefererPattern>,
+    /// The client addresses the token may be used from; empty means any.
+    allowed_ips: IpRanges,
     expiration: Option<Timestamp>,
     /// Derived from `grants`, for the decision.
     index: GrantIndex,
@@ -64,8 +67,8 @@ pub struct Policy {
 impl PartialEq for Policy {
     fn eq(&self, other: &Self) -> bool {
         // The index is derived from the grants: equal grants, equal index.
-        (self.apis, &self.grants, &self.referers, self.expiration)
-            == (other.apis, &other.grants, &other.referers, other.expiration)
+        (self.apis, &self.grants, &self.referers, &self.allowed_ips, self.expiration)
+            == (other.apis, &other.grants, &other.referers, &other.allowed_ips, other.expiration)
     }
 }
 
@@ -77,6 +80,7 @@ impl std::fmt::Debug for Policy {
             .field("apis", &self.apis)
             .field("grants", &self.grants)
             .field("referers", &self.referers)
+            .field("allowed_ips", &self.allowed_ips)
             .field("expiration", &self.expiration)
             .finish()
     }
@@ -125,7 +129,7 @@ impl Policy {
         }
         if errors.is_empty() {
             let index = GrantIndex::new(&grants);
-            Ok(Self { apis, grants, referers, expiration, index })
+            Ok(Self { apis, grants, referers, allowed_ips: IpRanges::default(), expiration, index })
         } else {
             Err(errors)
         }
@@ -147,6 +151,20 @@ impl Policy {
     #[must_use]
     pub fn referers(&self) -> &[RefererPattern] {
         &self.referers
+    }
+
+    /// The client addresses the token may be used from; empty means any.
+    #[must_use]
+    pub fn allowed_ips(&self) -> &IpRanges {
+        &self.allowed_ips
+    }
+
+    /// The same policy restricted to `allowed_ips` instead (no rule of a
+    /// policy relates addresses to other fields).
+    #[must_use]
+    pub fn with_allowed_ips(mut self, allowed_ips: IpRanges) -> Self {
+        self.allowed_ips = allowed_ips;
+        self
     }
 
     /// When the token stops working, if ever.
@@ -192,6 +210,91 @@ pub struct Token {
     pub updated_at: Timestamp,
     /// When the token last authorized a request, as far as recorded.
     pub last_used_at: Option<Timestamp>,
-    /// Starts at 1; each update adds one.
+    /// Starts at 1; each update or roll adds one.
     pub version: u64,
+    /// The value the token had before its last roll, while that roll's
+    /// grace period runs (and until the next roll, which ends it at once).
+    pub previous: Option<PreviousValue>,
+}
+
+/// A token's value before a roll, which keeps working for a grace period.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PreviousValue {
+    /// The hash of the previous value, for lookups.
+    pub secret_hash: SecretHash,
+    /// When the previous value stops working.
+    pub expires_at: Timestamp,
+}
+
+/// Which of a token's values a request carried.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ValueState {
+    /// The current value.
+    Current,
+    /// The value before the last roll, within its grace period.
+    Previous,
+    /// The value before the last roll, past its grace period, or a value the
+    /// token never had: it does not work.
+    Ended,
+}
+
+/// The longest grace period of a roll: a week.
+pub const MAX_GRACE_SECONDS: u32 = 604_800;
+
+/// How long a rolled token's previous value keeps working.
+///
+/// Invariant: 0 to [`MAX_GRACE_SECONDS`] seconds; 0 ends the previous value
+/// with the roll.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct GracePeriod(u32);
+
+impl GracePeriod {
+    /// A grace period of `seconds`, if within the bounds.
+    #[must_use]
+    pub fn from_seconds(seconds: u64) -> Option<Self> {
+        u32::try_from(seconds).ok().filter(|s| *s <= MAX_GRACE_SECONDS).map(Self)
+    }
+
+    /// Its length in seconds.
+    #[must_use]
+    pub fn seconds(self) -> u32 {
+        self.0
+    }
+
+    /// When a previous value rolled at `now` stops working; `None` when it
+    /// stops at once.
+    #[must_use]
+    pub fn ends(self, now: Timestamp) -> Option<Timestamp> {
+        if self.0 == 0 {
+            return None;
+        }
+        let micros = now.unix_micros().saturating_add(i64::from(self.0) * 1_000_000);
+        Timestamp::from_unix_micros(micros).ok()
+    }
+}
+
+impl Token {
+    /// Whether the value whose hash is `hash` works for this token at `now`.
+    #[must_use]
+    pub fn value_state(&self, hash: &SecretHash, now: Timestamp) -> ValueState {
+        if self.secret_hash == *hash {
+            return ValueState::Current;
+        }
+        match self.previous {
+            Some(previous) if previous.secret_hash == *hash && now < previous.expires_at => ValueState::Previous,
+            _ => ValueState::Ended,
+        }
+    }
+
+    /// When the previous value stops working, while it still works at `now`.
+    #[must_use]
+    pub fn previous_value_expires_at(&self, now: Timestamp) -> Option<Timestamp> {
+        self.previous.filter(|previous| now < previous.expires_at).map(|previous| previous.expires_at)
+    }
+
+    /// The hashes under which the token may be found: its value's and, while
+    /// stored, its previous value's. A cache evicts both when it changes.
+    pub fn secret_hashes(&self) -> impl Iterator<Item = &SecretHash> {
+        std::iter::once(&self.secret_hash).chain(self.previous.as_ref().map(|previous| &previous.secret_hash))
+    }
 }

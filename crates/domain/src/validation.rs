@@ -9,6 +9,7 @@ use std::fmt;
 
 use crate::api::{AllowedApis, Api, ApiSet};
 use crate::grant::{Grant, kind_serves};
+use crate::ip::{IpRange, IpRanges, MAX_IP_RANGES};
 use crate::names::{ConnectionName, NameError, TokenName};
 use crate::referer::RefererPattern;
 use crate::source::{Source, SourceError, SourceKind};
@@ -69,6 +70,13 @@ pub enum IssueCode {
     TooManyGrants,
     /// A field the request should not have (V10).
     UnknownField,
+    /// V11: not an IP address or CIDR range.
+    IpRangeInvalid,
+    /// V11: more than 50 IP ranges.
+    TooManyIpRanges,
+    /// The org's token policy forbids this (SPEC §13). A violation on a
+    /// change; a warning on a token made before the policy.
+    PolicyViolation,
     // Warnings: allowed, but worth a second look.
     /// A query the connection's dialect could not parse.
     QueryNotParsed,
@@ -80,7 +88,7 @@ pub enum IssueCode {
 
 impl IssueCode {
     /// Every code, in declaration order.
-    pub const ALL: [IssueCode; 27] = [
+    pub const ALL: [IssueCode; 30] = [
         IssueCode::Required,
         IssueCode::UnknownApi,
         IssueCode::ImportsExclusive,
@@ -105,6 +113,9 @@ impl IssueCode {
         IssueCode::ExpirationPast,
         IssueCode::TooManyGrants,
         IssueCode::UnknownField,
+        IssueCode::IpRangeInvalid,
+        IssueCode::TooManyIpRanges,
+        IssueCode::PolicyViolation,
         IssueCode::QueryNotParsed,
         IssueCode::RefererHasPath,
         IssueCode::AllSources,
@@ -140,9 +151,12 @@ impl IssueCode {
             IssueCode::ExpirationPast => 21,
             IssueCode::TooManyGrants => 22,
             IssueCode::UnknownField => 23,
-            IssueCode::QueryNotParsed => 24,
-            IssueCode::RefererHasPath => 25,
-            IssueCode::AllSources => 26,
+            IssueCode::IpRangeInvalid => 24,
+            IssueCode::TooManyIpRanges => 25,
+            IssueCode::PolicyViolation => 26,
+            IssueCode::QueryNotParsed => 27,
+            IssueCode::RefererHasPath => 28,
+            IssueCode::AllSources => 29,
         }
     }
 
@@ -177,6 +191,9 @@ impl IssueCode {
             IssueCode::RefererHasPath => "referer_has_path",
             IssueCode::AllSources => "all_sources",
             IssueCode::UnknownField => "unknown_field",
+            IssueCode::IpRangeInvalid => "ip_range_invalid",
+            IssueCode::TooManyIpRanges => "too_many_ip_ranges",
+            IssueCode::PolicyViolation => "policy_violation",
         }
     }
 }
@@ -199,7 +216,7 @@ pub struct FieldIssue {
 }
 
 impl FieldIssue {
-    fn new(field: impl Into<String>, code: IssueCode, message: impl Into<String>) -> Self {
+    pub(crate) fn new(field: impl Into<String>, code: IssueCode, message: impl Into<String>) -> Self {
         Self { field: field.into(), code, message: message.into() }
     }
 }
@@ -225,6 +242,8 @@ pub struct TokenDraft {
     pub grants: Vec<GrantDraft>,
     /// Referer patterns.
     pub referers: Vec<String>,
+    /// Client addresses and CIDR ranges.
+    pub allowed_ips: Vec<String>,
     /// Fields of the request that are not fields of a token. They are
     /// violations (V10), reported with the others: a misspelt `referrers`
     /// must not leave a token unrestricted.
@@ -408,6 +427,7 @@ pub fn validate(
         apis: Part::Given(&draft.allowed_apis),
         grants: Part::Given(&draft.grants),
         referers: Part::Given(&draft.referers),
+        allowed_ips: Part::Given(&draft.allowed_ips),
         unknown_fields: &draft.unknown_fields,
     };
     validate_parts(&parts, expiration, connections)
@@ -426,6 +446,8 @@ pub struct UpdateDraft {
     pub grants: Option<Vec<GrantDraft>>,
     /// New referers.
     pub referers: Option<Vec<String>>,
+    /// New client address restrictions.
+    pub allowed_ips: Option<Vec<String>>,
     /// Fields of the request that are not fields of a token (V10).
     pub unknown_fields: Vec<String>,
 }
@@ -451,6 +473,7 @@ pub fn validate_update(
         apis: update.allowed_apis.as_deref().map_or(Part::Kept(policy.apis()), Part::Given),
         grants: update.grants.as_deref().map_or(Part::Kept(policy.grants()), Part::Given),
         referers: update.referers.as_deref().map_or(Part::Kept(policy.referers()), Part::Given),
+        allowed_ips: update.allowed_ips.as_deref().map_or(Part::Kept(policy.allowed_ips()), Part::Given),
         unknown_fields: &update.unknown_fields,
     };
     validate_parts(&parts, ExpirationInput::Kept(policy.expiration()), connections)
@@ -469,6 +492,7 @@ struct Parts<'a> {
     apis: Part<'a, [String], AllowedApis>,
     grants: Part<'a, [GrantDraft], &'a [Grant]>,
     referers: Part<'a, [String], &'a [RefererPattern]>,
+    allowed_ips: Part<'a, [String], &'a IpRanges>,
     unknown_fields: &'a [String],
 }
 
@@ -517,13 +541,18 @@ fn validate_parts(
         Part::Kept(referers) => referers.to_vec(),
     };
 
+    let allowed_ips = match draft.allowed_ips {
+        Part::Given(raw) => check_allowed_ips(raw, &mut issues),
+        Part::Kept(ranges) => ranges.clone(),
+    };
+
     let expiration = check_expiration(expiration, &mut issues);
 
     for field in draft.unknown_fields {
         issues.push(FieldIssue::new(
             field.clone(),
             IssueCode::UnknownField,
-            "unknown field; a token has name, allowed_apis, grants, referers and expiration_date",
+            "unknown field; a token has name, allowed_apis, grants, referers, allowed_ips and expiration_date",
         ));
     }
 
@@ -534,7 +563,7 @@ fn validate_parts(
     let mut policy = None;
     if let (Some(apis), Some(grants)) = (apis, grants) {
         match Policy::new(apis, grants, referers, expiration) {
-            Ok(valid) => policy = Some(valid),
+            Ok(valid) => policy = Some(valid.with_allowed_ips(allowed_ips)),
             Err(errors) => {
                 for error in errors {
                     match error {
@@ -599,16 +628,43 @@ fn check_referers(raw: &[String], issues: &mut Vec<FieldIssue>) -> Vec<RefererPa
     referers
 }
 
+/// Checks client address restrictions (V11), folding duplicates: two
+/// spellings of one range (`::ffff:10.0.0.0/104` and `10.0.0.0/8`) are one.
+fn check_allowed_ips(raw: &[String], issues: &mut Vec<FieldIssue>) -> IpRanges {
+    let mut ranges = Vec::with_capacity(raw.len());
+    for (index, text) in raw.iter().enumerate() {
+        match IpRange::parse(text) {
+            Ok(range) => ranges.push(range),
+            Err(error) => issues.push(FieldIssue::new(
+                format!("allowed_ips[{index}]"),
+                IssueCode::IpRangeInvalid,
+                format!("{text:?}: {error}"),
+            )),
+        }
+    }
+    let (ranges, _) = IpRanges::new(ranges);
+    if ranges.len() > MAX_IP_RANGES {
+        issues.push(FieldIssue::new(
+            "allowed_ips",
+            IssueCode::TooManyIpRanges,
+            format!("{} addresses or ranges; at most {MAX_IP_RANGES} are allowed", ranges.len()),
+        ));
+    }
+    ranges
+}
+
 /// Orders issues as the fields appear in a token: name, allowed APIs,
-/// grants, referers, expiration. Within a field, the order found is kept.
+/// grants, referers, client addresses, expiration. Within a field, the
+/// order found is kept.
 fn sort_by_field(issues: &mut [FieldIssue]) {
     let rank = |field: &str| match field.split(['[', '.']).next() {
         Some("name") => 0,
         Some("allowed_apis") => 1,
         Some("grants") => 2,
         Some("referers") => 3,
-        Some("expiration_date") => 4,
-        _ => 5,
+        Some("allowed_ips") => 4,
+        Some("expiration_date") => 5,
+        _ => 6,
     };
     issues.sort_by_key(|issue| rank(&issue.field));
 }

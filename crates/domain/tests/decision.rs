@@ -177,6 +177,7 @@ fn reason_codes_are_stable() {
             "api_not_allowed",
             "referer_missing",
             "referer_not_allowed",
+            "ip_not_allowed",
             "connection_not_granted",
             "source_not_granted"
         ]

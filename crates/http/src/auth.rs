@@ -3,7 +3,7 @@
 use axum::extract::FromRequestParts;
 use axum::http::header;
 use axum::http::request::Parts;
-use latchkey_domain::Principal;
+use latchkey_domain::{Identity, Principal};
 
 use crate::Services;
 use crate::error::ApiError;
@@ -15,6 +15,11 @@ const MAX_CREDENTIAL_LEN: usize = 16 * 1024;
 /// The authenticated caller of a management endpoint.
 #[derive(Debug)]
 pub struct Caller(pub Principal);
+
+/// The authenticated caller with their role, for the endpoints whose
+/// answer depends on it (the org's tokens, the audit log, the policy).
+#[derive(Debug)]
+pub struct Identified(pub Identity);
 
 /// The credential of an `Authorization: Bearer …` header.
 pub(crate) fn bearer(parts: &Parts) -> Option<&str> {
@@ -29,7 +34,16 @@ impl FromRequestParts<Services> for Caller {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, services: &Services) -> Result<Self, Self::Rejection> {
+        let Identified(identity) = Identified::from_request_parts(parts, services).await?;
+        Ok(Caller(identity.principal))
+    }
+}
+
+impl FromRequestParts<Services> for Identified {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, services: &Services) -> Result<Self, Self::Rejection> {
         let credential = bearer(parts).ok_or(ApiError::Unauthorized)?;
-        Ok(Caller(services.authenticator.authenticate(credential).await?))
+        Ok(Identified(services.authenticator.authenticate(credential).await?))
     }
 }

@@ -88,7 +88,7 @@ impl<T> JsonBody<T> {
 /// family type such as `application/merge-patch+json` (the media type is
 /// parsed by the same function that data API requests go through; only the
 /// policy differs, since a data API's framework may not read `+json`).
-fn is_json(content_type: Option<&str>) -> bool {
+pub(crate) fn is_json(content_type: Option<&str>) -> bool {
     content_type.and_then(MediaType::parse).is_some_and(|media| media.is_json_family())
 }
 
@@ -243,10 +243,16 @@ pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<JsonBody<T>, ApiError
     for key in &unknown {
         map.remove(key);
     }
-    let unknown = unknown.into_iter().map(|key| key.chars().take(64).collect()).collect();
+    let unknown: Vec<String> = unknown.into_iter().map(|key| key.chars().take(64).collect()).collect();
     let object = Value::Object(map);
-    let value = serde_path_to_error::deserialize(Json(&object))
-        .map_err(|error| ApiError::Validation(vec![detail(&error.path().to_string(), error.inner())]))?;
+    let value = serde_path_to_error::deserialize(Json(&object)).map_err(|error| {
+        // A misspelt field is often why a required one is missing: both are
+        // reported, so that the client sees the cause next to the effect.
+        let mut details = vec![detail(&error.path().to_string(), error.inner())];
+        details
+            .extend(unknown.iter().map(|field| Detail::new(field.clone(), InputIssue::UnknownField, "unknown field")));
+        ApiError::Validation(details)
+    })?;
     Ok(JsonBody { value, unknown })
 }
 

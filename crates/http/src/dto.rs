@@ -143,9 +143,17 @@ pub struct TokenBody {
     pub grants: Vec<GrantBody>,
     /// Allowed websites; empty means any.
     pub referers: Vec<String>,
+    /// Allowed client addresses and CIDR ranges, canonical; empty means
+    /// any.
+    #[schema(example = json!(["203.0.113.0/24", "2001:db8::/32"]))]
+    pub allowed_ips: Vec<String>,
     /// RFC 3339, UTC; null means never.
     #[schema(format = DateTime)]
     pub expiration_date: Option<String>,
+    /// RFC 3339, UTC: when the value before the last roll stops working;
+    /// null unless a roll's grace period is running.
+    #[schema(format = DateTime)]
+    pub previous_value_expires_at: Option<String>,
     /// RFC 3339, UTC.
     #[schema(format = DateTime)]
     pub created_at: String,
@@ -178,7 +186,9 @@ impl From<TokenView> for TokenBody {
                 })
                 .collect(),
             referers: policy.referers().iter().map(|r| r.text().to_owned()).collect(),
+            allowed_ips: policy.allowed_ips().iter().map(ToString::to_string).collect(),
             expiration_date: policy.expiration().map(|t| t.to_rfc3339()),
+            previous_value_expires_at: view.previous_value_expires_at.map(|t| t.to_rfc3339()),
             created_at: token.created_at.to_rfc3339(),
             updated_at: token.updated_at.to_rfc3339(),
             last_used_at: token.last_used_at.map(|t| t.to_rfc3339()),
@@ -209,6 +219,12 @@ pub struct CreateTokenRequest {
     #[serde(default)]
     #[schema(max_items = 50)]
     pub referers: Option<Vec<String>>,
+    /// At most 50 IPv4/IPv6 addresses or CIDR ranges (`203.0.113.0/24`,
+    /// `2001:db8::/32`) the token may be used from; empty or absent means
+    /// any address.
+    #[serde(default)]
+    #[schema(max_items = 50)]
+    pub allowed_ips: Option<Vec<String>>,
     /// RFC 3339, in the future. Can only be set here.
     #[serde(default)]
     #[schema(format = DateTime)]
@@ -236,6 +252,10 @@ pub struct UpdateTokenRequest {
     #[serde(default)]
     #[schema(max_items = 50)]
     pub referers: Option<Vec<String>>,
+    /// New client addresses and ranges.
+    #[serde(default)]
+    #[schema(max_items = 50)]
+    pub allowed_ips: Option<Vec<String>>,
     /// Refused with `expiration_immutable`: the expiration is set at
     /// creation only. Listed so that naming it is that error rather than
     /// an unknown field.
@@ -283,6 +303,118 @@ pub struct AuthorizeRequest {
     /// The request's `Origin` header, if any.
     #[serde(default)]
     pub origin: Option<String>,
+    /// The end client's IP address, as the data service saw it. A token
+    /// with `allowed_ips` refuses a request without one.
+    #[serde(default)]
+    #[schema(example = "203.0.113.7")]
+    pub client_ip: Option<String>,
+    /// Decide, but do not record a use of the token (a request tester).
+    #[serde(default)]
+    pub dry_run: Option<bool>,
+}
+
+/// A token of the org, as an org admin sees it: with its owner, never with
+/// its value.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct OrgTokenBody {
+    /// The user who owns the token.
+    #[schema(example = "ana@example.com")]
+    pub owner: String,
+    /// The token; its `token` (the value) is always null here.
+    #[serde(flatten)]
+    pub token: TokenBody,
+}
+
+/// A page of the org's tokens.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct OrgTokenPage {
+    /// Newest first.
+    pub data: Vec<OrgTokenBody>,
+    /// Pass as `cursor` for the next page; null on the last page.
+    pub next_cursor: Option<String>,
+}
+
+/// A roll of a token's value.
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(example = json!({"grace_seconds": 3600}))]
+pub struct RollRequest {
+    /// How long the previous value keeps working, 0 to 604800 seconds (a
+    /// week); 0, the default, ends it with the roll.
+    #[serde(default)]
+    #[schema(minimum = 0, maximum = 604_800)]
+    pub grace_seconds: Option<u64>,
+}
+
+/// Who made a change.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ActorBody {
+    /// The user.
+    pub user: String,
+    /// The user's org.
+    pub org: String,
+}
+
+/// One recorded change.
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(example = json!({"id": "3kTn8QwZ1xYb5VcR", "at": "2026-11-27T10:00:00Z",
+    "actor": {"user": "ana@example.com", "org": "acme"}, "action": "token.updated",
+    "token_id": "Hq3xJ7rT2mKa", "token_name": "roads map",
+    "changes": {"referers": {"from": [], "to": ["https://app.example.com/"]}}}))]
+pub struct AuditEventBody {
+    /// Unique.
+    pub id: String,
+    /// RFC 3339, UTC.
+    #[schema(format = DateTime)]
+    pub at: String,
+    /// Who made the change.
+    pub actor: ActorBody,
+    /// What happened.
+    #[schema(value_type = AuditActionName)]
+    pub action: String,
+    /// The token changed; null for `policy.updated`.
+    pub token_id: Option<String>,
+    /// Its name at the time; null for `policy.updated`.
+    pub token_name: Option<String>,
+    /// Each changed field, `{"from": …, "to": …}`; never a token value or
+    /// a key.
+    #[schema(value_type = Object)]
+    pub changes: serde_json::Value,
+}
+
+names_schema!(
+    /// What an audit event records.
+    AuditActionName,
+    "What happened",
+    latchkey_domain::audit::AuditAction::ALL.map(latchkey_domain::audit::AuditAction::as_str)
+);
+
+/// A page of the audit log.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct AuditPageBody {
+    /// Newest first.
+    pub data: Vec<AuditEventBody>,
+    /// Pass as `cursor` for the next page; null on the last page.
+    pub next_cursor: Option<String>,
+}
+
+/// The org's token policy.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(example = json!({"max_lifetime_days": 90, "require_referers": true, "allowed_apis": ["maps", "sql"]}))]
+pub struct PolicyBody {
+    /// The longest a token may live, in days from its creation (1–36500);
+    /// null for no bound.
+    #[serde(deserialize_with = "crate::body::double_option")]
+    #[schema(value_type = Option<u32>, minimum = 1, maximum = 36_500)]
+    pub max_lifetime_days: Option<Option<u32>>,
+    /// Whether tokens for the sql, maps and lds APIs must name at least one
+    /// referer.
+    pub require_referers: bool,
+    /// The APIs tokens may allow; null for all.
+    #[serde(deserialize_with = "crate::body::double_option")]
+    #[schema(value_type = Option<Vec<ApiName>>, min_items = 1)]
+    pub allowed_apis: Option<Option<Vec<String>>>,
 }
 
 /// The decision.
@@ -363,14 +495,16 @@ mod tests {
             ("CreateTokenRequest", fields_of::<CreateTokenRequest>()),
             ("UpdateTokenRequest", fields_of::<UpdateTokenRequest>()),
             ("AuthorizeRequest", fields_of::<AuthorizeRequest>()),
+            ("RollRequest", fields_of::<RollRequest>()),
+            ("PolicyBody", fields_of::<PolicyBody>()),
         ] {
             assert!(!serde.is_empty(), "{schema}");
             assert_eq!(drift(&document, schema, serde), (vec![], vec![]), "{schema}");
         }
         // A field serde reads but the document forgot is noticed.
         let mut more = fields_of::<AuthorizeRequest>().to_vec();
-        more.push("dry_run");
-        assert_eq!(drift(&document, "AuthorizeRequest", &more).1, ["dry_run"]);
+        more.push("not_a_field");
+        assert_eq!(drift(&document, "AuthorizeRequest", &more).1, ["not_a_field"]);
     }
 
     #[test]

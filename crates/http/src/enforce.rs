@@ -267,10 +267,15 @@ fn forward_auth_off() -> Response {
 )]
 pub async fn forward_auth(
     State(services): State<Services>,
+    client: Option<axum::Extension<crate::guard::ClientIp>>,
     method: Method,
     uri: Uri,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
+    // The client as the guard read it: the proxy's X-Forwarded-For, when
+    // the proxy is trusted; unknown (so refused by tokens restricted to
+    // addresses) without it.
+    let client_ip = client.and_then(|axum::Extension(crate::guard::ClientIp(ip))| ip);
     let Some(forward_auth) = services.forward_auth.as_deref() else {
         return Ok(forward_auth_off());
     };
@@ -287,6 +292,7 @@ pub async fn forward_auth(
         Err(Ambiguity::IdentityHeader)
     } else {
         RequestHead::parse(&original.method, &original.target, &deciding_headers(&headers), original.body)
+            .map(|head| head.from_client(client_ip))
     };
     let verdict = match parsed {
         Ok(head) => forward_auth.enforcer.check(head, BodyView::Unseen).await?,

@@ -54,10 +54,11 @@ impl From<FieldIssue> for Detail {
 /// [`latchkey_app::Verdict::UNMAPPABLE_CODES`] (the refusals of the gateway
 /// and forward-auth), every `code` an error body can hold. A test checks
 /// each variant's code against it.
-pub const ERROR_CODES: [&str; 18] = [
+pub const ERROR_CODES: [&str; 19] = [
     "invalid_request",
     "validation_failed",
     "unauthorized",
+    "forbidden",
     "not_found",
     "method_not_allowed",
     "timeout",
@@ -188,6 +189,7 @@ impl ApiError {
                 TokenError::TooManyTokens { .. } => (StatusCode::CONFLICT, "too_many_tokens"),
                 TokenError::ExpirationImmutable => (StatusCode::BAD_REQUEST, "expiration_immutable"),
                 TokenError::PreconditionFailed => (StatusCode::PRECONDITION_FAILED, "precondition_failed"),
+                TokenError::Forbidden => (StatusCode::FORBIDDEN, "forbidden"),
                 // Retryable: other writers kept winning the race.
                 TokenError::Contended => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
                 // Made into other variants by `From<TokenError>`.
@@ -286,6 +288,7 @@ impl From<TokenError> for ApiError {
             | TokenError::NameTaken
             | TokenError::ExpirationImmutable
             | TokenError::PreconditionFailed
+            | TokenError::Forbidden
             | TokenError::TooManyTokens { .. }
             | TokenError::Contended) => ApiError::Token(refusal),
         }
@@ -332,6 +335,7 @@ mod codes {
             ApiError::Token(TokenError::TooManyTokens { limit: 1 }),
             ApiError::Token(TokenError::ExpirationImmutable),
             ApiError::Token(TokenError::PreconditionFailed),
+            ApiError::Token(TokenError::Forbidden),
             ApiError::Token(TokenError::Contended),
             ApiError::Token(TokenError::Invalid(Vec::new())),
             ApiError::Token(TokenError::Backend(BackendError::new("x"))),

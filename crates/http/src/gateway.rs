@@ -132,6 +132,8 @@ async fn proxy(
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     request: Request,
 ) -> Response {
+    // The client as the guard read it (see `forward_auth`).
+    let client_ip = request.extensions().get::<crate::guard::ClientIp>().and_then(|client| client.0);
     let (parts, body) = request.into_parts();
     // An absolute-form target names a host of its own.
     if parts.uri.scheme().is_some() {
@@ -140,7 +142,7 @@ async fn proxy(
     let target = parts.uri.path_and_query().map_or("/", |target| target.as_str());
     let presence = presence(&parts.headers);
     let head = match RequestHead::parse(parts.method.as_str(), target, &deciding_headers(&parts.headers), presence) {
-        Ok(head) => head,
+        Ok(head) => head.from_client(client_ip),
         Err(ambiguity) => return gateway.refuse(ambiguity),
     };
     // The token first: a request without a usable one costs no body.

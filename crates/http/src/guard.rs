@@ -19,6 +19,8 @@
 //! rightmost address in `X-Forwarded-For` that is not a trusted proxy.
 
 use std::collections::HashMap;
+
+use latchkey_domain::ip::{ClientAddress, IpRange, TrustedProxies, canonical_address};
 use std::net::{IpAddr, SocketAddr};
 use std::num::NonZeroU32;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -42,53 +44,6 @@ pub const MAX_HEADER_BYTES: usize = 32 * 1024;
 #[derive(Clone, Copy, Debug)]
 pub struct AuthFailure;
 
-/// An IPv4 or IPv6 address range (`192.0.2.7`, `10.0.0.0/8`,
-/// `2001:db8::/32`): addresses exempt from rate limiting, trusted proxies.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct IpRange {
-    network: IpAddr,
-    prefix: u8,
-}
-
-impl std::str::FromStr for IpRange {
-    type Err = String;
-
-    /// `192.0.2.7`, `10.0.0.0/8` or `2001:db8::/32`.
-    fn from_str(text: &str) -> Result<Self, Self::Err> {
-        let (address, prefix) = text.split_once('/').unwrap_or((text, ""));
-        let network: IpAddr = address.trim().parse().map_err(|_| format!("{text:?} is not an IP address or range"))?;
-        let max = if network.is_ipv4() { 32 } else { 128 };
-        let prefix = if prefix.is_empty() {
-            max
-        } else {
-            prefix
-                .parse::<u8>()
-                .ok()
-                .filter(|p| *p <= max)
-                .ok_or_else(|| format!("{text:?} has a bad prefix length"))?
-        };
-        Ok(Self { network, prefix })
-    }
-}
-
-impl IpRange {
-    /// Whether `address` (IPv4-mapped IPv6 included) is in the range.
-    #[must_use]
-    pub fn contains(&self, address: IpAddr) -> bool {
-        match (self.network, address.to_canonical()) {
-            (IpAddr::V4(network), IpAddr::V4(address)) => {
-                let mask = u32::MAX.checked_shl(32 - u32::from(self.prefix)).unwrap_or(0);
-                u32::from(network) & mask == u32::from(address) & mask
-            }
-            (IpAddr::V6(network), IpAddr::V6(address)) => {
-                let mask = u128::MAX.checked_shl(128 - u32::from(self.prefix)).unwrap_or(0);
-                u128::from(network) & mask == u128::from(address) & mask
-            }
-            _ => false,
-        }
-    }
-}
-
 /// How failures are limited.
 #[derive(Clone, Debug)]
 pub struct RateLimits {
@@ -99,13 +54,31 @@ pub struct RateLimits {
     /// Addresses never limited (the data services that call authorize).
     pub exempt: Vec<IpRange>,
     /// Proxies whose `X-Forwarded-For` names the client.
-    pub trusted_proxies: Vec<IpRange>,
+    pub trusted_proxies: TrustedProxies,
 }
 
 impl Default for RateLimits {
     fn default() -> Self {
-        Self { failures_per_minute: 600, burst: 100, exempt: Vec::new(), trusted_proxies: Vec::new() }
+        Self { failures_per_minute: 600, burst: 100, exempt: Vec::new(), trusted_proxies: TrustedProxies::none() }
     }
+}
+
+/// The client of a request, as the guard read it once for every use: the
+/// rate limiter's key, and the address a token restricted to addresses is
+/// checked against. `None` when it could not be told (a trusted proxy sent
+/// an `X-Forwarded-For` the walk could not read): such a token refuses.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ClientIp(pub Option<IpAddr>);
+
+/// The client of a request from `peer` with these headers: the peer, or
+/// behind a trusted proxy what its `X-Forwarded-For` says (see
+/// [`TrustedProxies::client_address`]). A header line that is not text is
+/// passed on as unreadable, never skipped.
+#[must_use]
+pub fn client_of(peer: IpAddr, headers: &axum::http::HeaderMap, trusted: &TrustedProxies) -> ClientAddress {
+    let lines: Vec<&str> =
+        headers.get_all("x-forwarded-for").iter().map(|value| value.to_str().unwrap_or("")).collect();
+    trusted.client_address(peer, &lines)
 }
 
 /// Where a request came in: each counts failures on its own.
@@ -147,7 +120,7 @@ pub struct FailureLimiter {
     blocked_count: AtomicUsize,
     failures: AtomicUsize,
     exempt: Vec<IpRange>,
-    trusted_proxies: Vec<IpRange>,
+    trusted_proxies: TrustedProxies,
 }
 
 impl FailureLimiter {
@@ -200,45 +173,14 @@ impl FailureLimiter {
         self.exempt.iter().any(|range| range.contains(address))
     }
 
-    /// The client's address: the peer's, or behind a trusted proxy the
-    /// rightmost address of `X-Forwarded-For` that is not a trusted proxy
-    /// (every proxy appends the address it saw; the ones to the left of
-    /// the first untrusted hop were written by the client and prove
-    /// nothing).
-    #[must_use]
-    pub fn client_address(&self, request: &Request) -> Option<IpAddr> {
-        let peer = request.extensions().get::<ConnectInfo<SocketAddr>>().map(|info| info.0.ip().to_canonical())?;
-        client_behind(peer, request.headers(), &self.trusted_proxies)
+    /// The client's address and the key it is counted under: the client
+    /// when it could be told, else the peer (the last hop that can be
+    /// trusted to have said something true).
+    fn client(&self, request: &Request) -> Option<(ClientIp, IpAddr)> {
+        let peer = request.extensions().get::<ConnectInfo<SocketAddr>>().map(|info| info.0.ip())?;
+        let client = client_of(peer, request.headers(), &self.trusted_proxies).known();
+        Some((ClientIp(client), client.unwrap_or_else(|| canonical_address(peer))))
     }
-}
-
-/// The client of a request from `peer`, given the proxies trusted.
-#[must_use]
-pub fn client_behind(peer: IpAddr, headers: &axum::http::HeaderMap, trusted: &[IpRange]) -> Option<IpAddr> {
-    let is_trusted = |address: IpAddr| trusted.iter().any(|range| range.contains(address));
-    if !is_trusted(peer) {
-        return Some(peer);
-    }
-    let hops: Vec<&str> = headers
-        .get_all("x-forwarded-for")
-        .iter()
-        .filter_map(|value| value.to_str().ok())
-        .flat_map(|value| value.split(','))
-        .map(str::trim)
-        .collect();
-    let mut client = peer;
-    for hop in hops.iter().rev() {
-        // A hop that is not an address ends the chain of trust: what is to
-        // its left cannot be told apart from what a client made up.
-        let Ok(address) = hop.parse::<IpAddr>().map(|a| a.to_canonical()) else {
-            break;
-        };
-        client = address;
-        if !is_trusted(address) {
-            break;
-        }
-    }
-    Some(client)
 }
 
 /// The answer to a blocked request on `surface`: 429 with `Retry-After`,
@@ -262,9 +204,14 @@ pub async fn limit_failures(
     request: Request,
     next: Next,
 ) -> Response<Body> {
-    let Some(address) = limiter.client_address(&request).filter(|a| !limiter.exempt(*a)) else {
+    let mut request = request;
+    let Some((client, address)) = limiter.client(&request) else {
         return next.run(request).await;
     };
+    request.extensions_mut().insert(client);
+    if limiter.exempt(address) {
+        return next.run(request).await;
+    }
     let surface = fixed.unwrap_or_else(|| Surface::of_path(request.uri().path()));
     let key = (surface, address);
     if let Some(wait) = limiter.blocked_for(key) {
@@ -294,26 +241,6 @@ mod tests {
     use super::*;
 
     #[test]
-    fn ip_ranges() {
-        let range: IpRange = "10.0.0.0/8".parse().unwrap();
-        assert!(range.contains("10.1.2.3".parse().unwrap()));
-        assert!(range.contains("::ffff:10.1.2.3".parse::<IpAddr>().unwrap()));
-        assert!(!range.contains("11.0.0.1".parse().unwrap()));
-        let one: IpRange = "192.0.2.7".parse().unwrap();
-        assert!(one.contains("192.0.2.7".parse().unwrap()));
-        assert!(!one.contains("192.0.2.8".parse().unwrap()));
-        let v6: IpRange = "2001:db8::/32".parse().unwrap();
-        assert!(v6.contains("2001:db8:1::1".parse().unwrap()));
-        assert!(!v6.contains("2001:db9::1".parse().unwrap()));
-        assert!(!v6.contains("10.0.0.1".parse().unwrap()));
-        let all: IpRange = "0.0.0.0/0".parse().unwrap();
-        assert!(all.contains("203.0.113.9".parse().unwrap()));
-        for bad in ["", "10.0.0.0/33", "host", "10.0.0.0/x", "::/129"] {
-            assert!(bad.parse::<IpRange>().is_err(), "{bad}");
-        }
-    }
-
-    #[test]
     fn a_burst_of_failures_then_a_block() {
         let limits = RateLimits { failures_per_minute: 60, burst: 3, ..RateLimits::default() };
         let limiter = FailureLimiter::new(&limits);
@@ -334,7 +261,7 @@ mod tests {
     #[test]
     fn the_client_behind_trusted_proxies() {
         use axum::http::{HeaderMap, HeaderValue};
-        let trusted: Vec<IpRange> = vec!["10.0.0.0/8".parse().unwrap()];
+        let trusted = TrustedProxies::parse("10.0.0.0/8").unwrap();
         let with = |values: &[&str]| {
             let mut headers = HeaderMap::new();
             for value in values {
@@ -354,13 +281,22 @@ mod tests {
             (proxy, &["6.6.6.6", "198.51.100.9"], "198.51.100.9"),
             // Only proxies: the leftmost.
             (proxy, &["10.1.1.1, 10.0.0.7"], "10.1.1.1"),
-            // No header, or garbage at the right: the proxy itself.
+            // No header: the proxy itself.
             (proxy, &[], "10.0.0.2"),
-            (proxy, &["6.6.6.6, not-an-address"], "10.0.0.2"),
             (proxy, &["::ffff:198.51.100.9"], "198.51.100.9"),
+            // Garbage left of the client is the client's own and ignored.
+            (proxy, &["not-an-address, 198.51.100.9"], "198.51.100.9"),
         ];
         for (peer, header, expected) in cases {
-            assert_eq!(client_behind(*peer, &with(header), &trusted), Some(ip(expected)), "{peer} {header:?}");
+            assert_eq!(client_of(*peer, &with(header), &trusted).known(), Some(ip(expected)), "{peer} {header:?}");
         }
+        // Garbage where the walk reads: nobody can tell, so no address.
+        for header in [&["6.6.6.6, not-an-address"][..], &["198.51.100.9:443"], &["198.51.100.9,"]] {
+            assert_eq!(client_of(proxy, &with(header), &trusted), ClientAddress::Unknown, "{header:?}");
+        }
+        // A header line that is not text is unreadable, not skipped.
+        let mut headers = with(&["198.51.100.9"]);
+        headers.append("x-forwarded-for", HeaderValue::from_bytes(b"\xff").unwrap());
+        assert_eq!(client_of(proxy, &headers, &trusted), ClientAddress::Unknown);
     }
 }

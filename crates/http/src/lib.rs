@@ -23,12 +23,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
-use latchkey_app::{Authorizer, ConnectionService, Metrics, Readiness, TokenService};
+use latchkey_app::{Authorizer, ConnectionService, Metrics, OrgService, Readiness, TokenService};
 use latchkey_ports::Authenticator;
 
 pub use enforce::{ForwardAuth, HeaderSet};
 pub use error::{ApiError, Detail, ErrorBody};
-pub use guard::{IpRange, RateLimits};
+pub use guard::{ClientIp, RateLimits};
 pub use openapi::openapi;
 
 /// What the handlers use.
@@ -36,6 +36,8 @@ pub use openapi::openapi;
 pub struct Services {
     /// Token management.
     pub tokens: Arc<TokenService>,
+    /// The audit log and the org policy.
+    pub org: Arc<OrgService>,
     /// The authorize decision.
     pub authorizer: Arc<Authorizer>,
     /// Management credentials.
@@ -145,6 +147,7 @@ pub mod fuzzing {
                 allowed_apis: request.allowed_apis,
                 grants: request.grants.into_iter().map(Into::into).collect(),
                 referers: request.referers.unwrap_or_default(),
+                allowed_ips: request.allowed_ips.unwrap_or_default(),
                 unknown_fields,
             };
             let expiration = ExpirationInput::Requested { date: request.expiration_date.as_deref(), now };
@@ -154,5 +157,7 @@ pub mod fuzzing {
         }
         let _ = decode::<UpdateTokenRequest>(bytes);
         let _ = decode::<AuthorizeRequest>(bytes).and_then(crate::body::JsonBody::strict);
+        let _ = decode::<crate::dto::RollRequest>(bytes).and_then(crate::body::JsonBody::strict);
+        let _ = decode::<crate::dto::PolicyBody>(bytes).and_then(crate::body::JsonBody::strict);
     }
 }

@@ -9,8 +9,8 @@ use std::sync::Arc;
 use axum::body::Body;
 use axum::http::{Method, Request, StatusCode, header};
 use latchkey_app::{
-    Authorizer, ConnectionService, CredentialRouter, Readiness, Sealer, TokenCache, TokenService, UsageRecorder,
-    UserKeyAuthenticator,
+    Authorizer, ConnectionService, CredentialRouter, OrgService, Readiness, Sealer, TokenCache, TokenService,
+    UsageRecorder, UserKeyAuthenticator,
 };
 use latchkey_clock::SystemClock;
 use latchkey_http::{Limits, Services, app, openapi};
@@ -32,9 +32,11 @@ fn services() -> Services {
             store.clone(),
             cache.clone(),
             store.clone(),
+            store.clone(),
             clock.clone(),
             Arc::new(Sealer::new(&[1; 32])),
         )),
+        org: Arc::new(OrgService::new(store.clone(), store.clone(), clock.clone())),
         authorizer: Arc::new(Authorizer::new(store.clone(), cache, clock, usage)),
         authenticator: Arc::new(CredentialRouter::new(Arc::new(UserKeyAuthenticator::new(store.clone())), None)),
         connections: Arc::new(ConnectionService::new(store.clone())),
@@ -74,7 +76,7 @@ fn references(value: &Value) -> Vec<String> {
     }
 }
 
-/// The SPEC §7 endpoints, with the statuses each must document.
+/// The SPEC §7 and §13 endpoints, with the statuses each must document.
 #[test]
 fn every_endpoint_documents_its_statuses_and_security() {
     let document = document();
@@ -84,7 +86,13 @@ fn every_endpoint_documents_its_statuses_and_security() {
         ("/v3/tokens/{token}", "get", &["200", "401", "404", "503"], true),
         ("/v3/tokens/{token}", "patch", &["200", "400", "401", "404", "409", "412", "413", "415", "503"], true),
         ("/v3/tokens/{token}", "delete", &["204", "400", "401", "404", "412", "503"], true),
+        ("/v3/tokens/{token}/roll", "post", &["200", "400", "401", "404", "412", "413", "415", "503"], true),
         ("/v3/authorize", "post", &["200", "400", "413", "415", "503"], false),
+        ("/v3/org/tokens", "get", &["200", "400", "401", "403", "503"], true),
+        ("/v3/org/tokens/{id}", "delete", &["204", "401", "403", "404", "503"], true),
+        ("/v3/audit", "get", &["200", "400", "401", "503"], true),
+        ("/v3/org/policy", "get", &["200", "401", "503"], true),
+        ("/v3/org/policy", "put", &["200", "400", "401", "403", "413", "415", "503"], true),
         ("/v3/connections", "get", &["200", "401", "503"], true),
         ("/v3/openapi.json", "get", &["200"], false),
         ("/healthz", "get", &["200"], false),

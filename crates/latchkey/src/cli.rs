@@ -211,12 +211,14 @@ pub struct NetworkArgs {
     /// services that call /v3/authorize for many end users), e.g.
     /// 10.0.0.0/8,192.0.2.7.
     #[arg(long, env = "LATCHKEY_RATE_LIMIT_EXEMPT", value_delimiter = ',')]
-    pub rate_limit_exempt: Vec<latchkey_http::IpRange>,
-    /// Proxies in front, comma-separated addresses or ranges: behind them,
-    /// the client is the rightmost address in X-Forwarded-For that is not
-    /// one of them (for rate limiting).
+    pub rate_limit_exempt: Vec<latchkey_domain::ip::IpRange>,
+    /// Proxies in front, comma-separated addresses or ranges: a request
+    /// from one of them names its client in X-Forwarded-For, and the client
+    /// is the rightmost address there that is not one of them (for rate
+    /// limiting and for tokens restricted to addresses). From any other
+    /// peer, X-Forwarded-For is ignored.
     #[arg(long, env = "LATCHKEY_TRUSTED_PROXIES", value_delimiter = ',')]
-    pub trusted_proxies: Vec<latchkey_http::IpRange>,
+    pub trusted_proxies: Vec<latchkey_domain::ip::IpRange>,
     /// The most client connections open at once; more wait to be accepted.
     #[arg(long, env = "LATCHKEY_MAX_CONNECTIONS", default_value_t = 4096)]
     pub max_connections: usize,
@@ -232,7 +234,7 @@ impl NetworkArgs {
             failures_per_minute: self.auth_failures_per_minute,
             burst: self.auth_failure_burst,
             exempt: self.rate_limit_exempt.clone(),
-            trusted_proxies: self.trusted_proxies.clone(),
+            trusted_proxies: latchkey_domain::ip::TrustedProxies::new(self.trusted_proxies.clone()),
         }
     }
 
@@ -275,6 +277,12 @@ pub struct JwtArgs {
     /// Allowed clock skew for `exp` and `nbf`, in seconds.
     #[arg(long, env = "LATCHKEY_JWT_LEEWAY_SECONDS", default_value_t = 30)]
     pub jwt_leeway_seconds: u64,
+    /// What makes a JWT's user an org admin: CLAIM (a claim that is the
+    /// boolean true) or CLAIM=VALUE (a claim that is VALUE or a list
+    /// holding it, e.g. roles=latchkey-admin). Without it, no JWT user is
+    /// an admin.
+    #[arg(long, env = "LATCHKEY_JWT_ADMIN_CLAIM")]
+    pub jwt_admin_claim: Option<latchkey_jwt::AdminClaim>,
 }
 
 impl JwtArgs {
@@ -301,6 +309,7 @@ impl JwtArgs {
             user_claim: self.jwt_user_claim.clone(),
             org_claim: self.jwt_org_claim.clone(),
             leeway_seconds: self.jwt_leeway_seconds,
+            admin_claim: self.jwt_admin_claim.clone(),
         };
         let authenticator = if let Some(issuer) = &self.oidc_issuer {
             JwtAuthenticator::discover(OidcSettings::new(issuer.clone()), settings).await?
@@ -376,6 +385,10 @@ pub struct CreateUserArgs {
     /// The user's organization.
     #[arg(long)]
     pub org: String,
+    /// Make the user an org admin: sees and revokes every token of the org
+    /// (never their values), reads the org's audit log, sets its policy.
+    #[arg(long)]
+    pub admin: bool,
     #[command(flatten)]
     pub database: DatabaseArgs,
     /// Create the SQLite file when it does not exist (a provisioning script
@@ -430,7 +443,8 @@ pub async fn create_user(args: CreateUserArgs) -> Result<()> {
     };
     let stores = durable_stores(&args.database, args.create).await?;
     let users = UserService::new(stores.users.clone(), stores.catalog.clone());
-    match users.create_user(&principal).await {
+    let role = if args.admin { latchkey_domain::Role::Admin } else { latchkey_domain::Role::Member };
+    match users.create_user(&principal, role).await {
         Ok(key) => {
             println!("{}", key.expose());
             Ok(())

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use anyhow::{Context, Result};
 use latchkey_memory::MemoryStore;
-use latchkey_ports::{ConnectionCatalog, StoreHealth, TokenRepository, UserDirectory};
+use latchkey_ports::{AuditLog, ConnectionCatalog, OrgPolicies, StoreHealth, TokenRepository, UserDirectory};
 use latchkey_postgres::PostgresStore;
 use latchkey_sqlite::SqliteStore;
 
@@ -46,6 +46,8 @@ pub struct Storage {
     pub tokens: Arc<dyn TokenRepository>,
     pub catalog: Arc<dyn ConnectionCatalog>,
     pub users: Arc<dyn UserDirectory>,
+    pub audit: Arc<dyn AuditLog>,
+    pub policies: Arc<dyn OrgPolicies>,
     pub health: Arc<dyn StoreHealth>,
     /// The PostgreSQL store, when that is the one.
     pub postgres: Option<PostgresStore>,
@@ -59,6 +61,8 @@ impl Storage {
             tokens: Observed::new(self.tokens, metrics.clone()),
             catalog: Observed::new(self.catalog, metrics.clone()),
             users: Observed::new(self.users, metrics.clone()),
+            audit: Observed::new(self.audit, metrics.clone()),
+            policies: Observed::new(self.policies, metrics.clone()),
             health: Observed::new(self.health, metrics.clone()),
             postgres: self.postgres,
         }
@@ -66,9 +70,17 @@ impl Storage {
 
     fn of<S>(store: Arc<S>) -> Self
     where
-        S: TokenRepository + ConnectionCatalog + UserDirectory + StoreHealth + 'static,
+        S: TokenRepository + ConnectionCatalog + UserDirectory + AuditLog + OrgPolicies + StoreHealth + 'static,
     {
-        Self { tokens: store.clone(), catalog: store.clone(), users: store.clone(), health: store, postgres: None }
+        Self {
+            tokens: store.clone(),
+            catalog: store.clone(),
+            users: store.clone(),
+            audit: store.clone(),
+            policies: store.clone(),
+            health: store,
+            postgres: None,
+        }
     }
 }
 

@@ -8,7 +8,7 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 use latchkey_app::{
     Authorizer, BOOTSTRAP_CONNECTION, BOOTSTRAP_ORG, BOOTSTRAP_USER, CacheSettings, ConnectionService,
-    CredentialRouter, Enforcer, Metrics, Readiness, Surface, TokenCache, TokenService, UsageRecorder,
+    CredentialRouter, Enforcer, Metrics, OrgService, Readiness, Surface, TokenCache, TokenService, UsageRecorder,
     UserKeyAuthenticator, UserService,
 };
 use latchkey_clock::SystemClock;
@@ -51,8 +51,16 @@ pub async fn run(args: ServeArgs) -> Result<()> {
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     let usage = Arc::new(UsageRecorder::new(stores.tokens.clone()));
     let cache = start_cache(&args.database.url, args.cache_capacity, args.cache_ttl_seconds, &metrics);
-    let tokens = TokenService::new(stores.tokens.clone(), cache.clone(), stores.catalog.clone(), clock.clone(), sealer)
-        .with_max_tokens_per_owner(args.max_tokens_per_user);
+    let tokens = TokenService::new(
+        stores.tokens.clone(),
+        cache.clone(),
+        stores.catalog.clone(),
+        stores.policies.clone(),
+        clock.clone(),
+        sealer,
+    )
+    .with_max_tokens_per_owner(args.max_tokens_per_user);
+    let org = OrgService::new(stores.audit.clone(), stores.policies.clone(), clock.clone());
     let authorizer =
         Arc::new(Authorizer::new(stores.tokens.clone(), cache, clock, usage.clone()).with_metrics(metrics.clone()));
     let forward_auth = match (&args.org, args.forward_auth_headers) {
@@ -73,6 +81,7 @@ pub async fn run(args: ServeArgs) -> Result<()> {
     };
     let services = Services {
         tokens: Arc::new(tokens),
+        org: Arc::new(org),
         authorizer,
         authenticator: Arc::new(CredentialRouter::new(keys, identity_provider)),
         connections: Arc::new(ConnectionService::new(stores.catalog.clone())),

@@ -10,6 +10,7 @@
 //! With the `mocks` feature, mockall mocks of every port (`MockTokenRepository`
 //! and so on) are available to other crates' tests.
 
+mod audit;
 mod catalog;
 mod changes;
 mod clock;
@@ -18,6 +19,7 @@ mod health;
 mod tokens;
 mod users;
 
+pub use audit::{AuditCursor, AuditLog, AuditPage, AuditScope, OrgPolicies, PolicyWriteError};
 pub use catalog::{ConnectionCatalog, CreateConnectionError};
 pub use changes::ChangeSink;
 pub use clock::Clock;
@@ -26,6 +28,8 @@ pub use health::StoreHealth;
 pub use tokens::{Cursor, DeleteError, GetError, InsertError, Page, TokenRepository, UpdateError};
 pub use users::{AuthenticationError, Authenticator, CreateUserError, UserDirectory};
 
+#[cfg(any(test, feature = "mocks"))]
+pub use audit::{MockAuditLog, MockOrgPolicies};
 #[cfg(any(test, feature = "mocks"))]
 pub use catalog::MockConnectionCatalog;
 #[cfg(any(test, feature = "mocks"))]

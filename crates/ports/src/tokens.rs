@@ -1,7 +1,8 @@
 //! Token storage.
 
 use async_trait::async_trait;
-use latchkey_domain::{Principal, SealedSecret, SecretHash, Timestamp, Token, TokenId};
+use latchkey_domain::audit::AuditEvent;
+use latchkey_domain::{OrgName, Principal, SealedSecret, SecretHash, Timestamp, Token, TokenId, UserName};
 
 use crate::BackendError;
 
@@ -119,6 +120,10 @@ pub enum DeleteError {
 /// store guarantees, atomically and under concurrency, that names are
 /// unique per owner and that updates apply only to the version they were
 /// made from.
+///
+/// Every change takes the [`AuditEvent`] that records it and stores both in
+/// one atomic step: when the change is refused or fails, the event is not
+/// stored; when the event cannot be stored, the change is not made.
 #[cfg_attr(any(test, feature = "mocks"), mockall::automock)]
 #[async_trait]
 pub trait TokenRepository: Send + Sync {
@@ -132,7 +137,7 @@ pub trait TokenRepository: Send + Sync {
     /// [`InsertError::NameTaken`] when the owner has a token of that name;
     /// [`InsertError::Duplicate`] when the id or secret hash exists;
     /// [`InsertError::LimitReached`] at the limit.
-    async fn insert(&self, token: &Token, limit: Option<u64>) -> Result<(), InsertError>;
+    async fn insert(&self, token: &Token, limit: Option<u64>, event: &AuditEvent) -> Result<(), InsertError>;
 
     /// The token with this id, if `owner` owns it. Id and owner are looked
     /// up in one step, so that another owner's token costs what a missing
@@ -143,7 +148,16 @@ pub trait TokenRepository: Send + Sync {
     /// [`GetError::NotFound`] when there is none, or `owner` does not own it.
     async fn get(&self, id: &TokenId, owner: &Principal) -> Result<Token, GetError>;
 
-    /// The token whose value has this hash: the lookup of every authorize.
+    /// The token of the org `org` with this id, whoever owns it: what an
+    /// org admin reaches. A token of another org is not found.
+    ///
+    /// # Errors
+    /// [`GetError::NotFound`] when there is none in that org.
+    async fn get_in_org(&self, id: &TokenId, org: &OrgName) -> Result<Token, GetError>;
+
+    /// The token whose value, or whose previous value (while stored, see
+    /// [`Token::previous`]), has this hash: the lookup of every authorize.
+    /// Whether a previous value still works is the caller's to decide.
     ///
     /// # Errors
     /// [`BackendError`] when the store cannot be read.
@@ -156,6 +170,19 @@ pub trait TokenRepository: Send + Sync {
     /// [`BackendError`] when the store cannot be read.
     async fn list(&self, owner: &Principal, after: Option<Cursor>, limit: usize) -> Result<Page, BackendError>;
 
+    /// Like [`TokenRepository::list`], over every token of `org`, or of
+    /// one of its users when `owner` is given: what an org admin lists.
+    ///
+    /// # Errors
+    /// [`BackendError`] when the store cannot be read.
+    async fn list_org(
+        &self,
+        org: &OrgName,
+        owner: Option<UserName>,
+        after: Option<Cursor>,
+        limit: usize,
+    ) -> Result<Page, BackendError>;
+
     /// Replaces the name, policy (but its expiration, which never changes),
     /// `updated_at` and `version` of the stored token with `token.id`,
     /// provided its stored version is `expected_version`. The caller sets
@@ -166,7 +193,19 @@ pub trait TokenRepository: Send + Sync {
     /// [`UpdateError::NotFound`], [`UpdateError::Conflict`] when the stored
     /// version differs, [`UpdateError::NameTaken`] when another of the
     /// owner's tokens has the new name.
-    async fn update(&self, token: &Token, expected_version: u64) -> Result<(), UpdateError>;
+    async fn update(&self, token: &Token, expected_version: u64, event: &AuditEvent) -> Result<(), UpdateError>;
+
+    /// Gives the stored token with `token.id` a new value: replaces its
+    /// `secret_hash`, `sealed_secret`, `previous`, `updated_at` and
+    /// `version`, provided its stored version is `expected_version`. Other
+    /// fields are not touched. Once this returns, a lookup by the hash of a
+    /// value that is neither the new one nor `token.previous`'s finds
+    /// nothing.
+    ///
+    /// # Errors
+    /// [`UpdateError::NotFound`], [`UpdateError::Conflict`] when the stored
+    /// version differs.
+    async fn roll(&self, token: &Token, expected_version: u64, event: &AuditEvent) -> Result<(), UpdateError>;
 
     /// Deletes the token, when `expected_version` is `None` or matches.
     /// Once this returns, lookups by id and by hash find nothing.
@@ -174,7 +213,7 @@ pub trait TokenRepository: Send + Sync {
     /// # Errors
     /// [`DeleteError::NotFound`], or [`DeleteError::Conflict`] when the
     /// stored version differs from the expected one.
-    async fn delete(&self, id: &TokenId, expected_version: Option<u64>) -> Result<(), DeleteError>;
+    async fn delete(&self, id: &TokenId, expected_version: Option<u64>, event: &AuditEvent) -> Result<(), DeleteError>;
 
     /// Records that tokens were used, each at the given time. A token's
     /// `last_used_at` only moves forward; ids of deleted tokens are skipped.

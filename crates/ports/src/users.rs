@@ -1,7 +1,7 @@
-//! Users, their keys, and turning a bearer credential into a principal.
+//! Users, their keys, and turning a bearer credential into an identity.
 
 use async_trait::async_trait;
-use latchkey_domain::{Principal, SecretHash};
+use latchkey_domain::{Identity, Principal, Role, SecretHash};
 
 use crate::BackendError;
 
@@ -21,18 +21,23 @@ pub enum CreateUserError {
 #[cfg_attr(any(test, feature = "mocks"), mockall::automock)]
 #[async_trait]
 pub trait UserDirectory: Send + Sync {
-    /// Creates the user, and the org when it is new, with the hash of the
-    /// user's key.
+    /// Creates the user with `role`, and the org when it is new, with the
+    /// hash of the user's key.
     ///
     /// # Errors
     /// [`CreateUserError`].
-    async fn create_user(&self, principal: &Principal, key_hash: &SecretHash) -> Result<(), CreateUserError>;
+    async fn create_user(
+        &self,
+        principal: &Principal,
+        role: Role,
+        key_hash: &SecretHash,
+    ) -> Result<(), CreateUserError>;
 
-    /// The user whose key has this hash.
+    /// The user whose key has this hash, with their role.
     ///
     /// # Errors
     /// [`BackendError`] when the directory cannot be read.
-    async fn find_by_key_hash(&self, key_hash: &SecretHash) -> Result<Option<Principal>, BackendError>;
+    async fn find_by_key_hash(&self, key_hash: &SecretHash) -> Result<Option<Identity>, BackendError>;
 
     /// Whether any user exists (an empty store gets the first-run bootstrap).
     ///
@@ -58,11 +63,11 @@ pub enum AuthenticationError {
 #[cfg_attr(any(test, feature = "mocks"), mockall::automock)]
 #[async_trait]
 pub trait Authenticator: Send + Sync {
-    /// The principal `credential` stands for.
+    /// Who `credential` stands for, with their role.
     ///
     /// # Errors
     /// [`AuthenticationError::Invalid`] for any credential that is not
     /// accepted, without saying why; [`AuthenticationError::Backend`] when
     /// it could not be checked.
-    async fn authenticate(&self, credential: &str) -> Result<Principal, AuthenticationError>;
+    async fn authenticate(&self, credential: &str) -> Result<Identity, AuthenticationError>;
 }

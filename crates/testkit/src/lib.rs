@@ -11,10 +11,11 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+use latchkey_domain::audit::{AuditAction, AuditEvent, token_changes};
 use latchkey_domain::validation::{ExpirationInput, GrantDraft, TokenDraft, validate};
 use latchkey_domain::{
-    Connection, ConnectionName, OrgName, Policy, Principal, Provider, SealedSecret, Timestamp, Token, TokenId,
-    TokenName, TokenValue, UserName,
+    AuditEventId, Connection, ConnectionName, OrgName, Policy, Principal, Provider, SealedSecret, Timestamp, Token,
+    TokenId, TokenName, TokenValue, UserName,
 };
 use rand::rngs::SysRng;
 
@@ -74,6 +75,7 @@ pub fn draft(apis: &[&str], grants: Vec<GrantDraft>, referers: &[&str]) -> Token
         allowed_apis: apis.iter().map(|s| (*s).to_owned()).collect(),
         grants,
         referers: referers.iter().map(|s| (*s).to_owned()).collect(),
+        allowed_ips: vec![],
         unknown_fields: vec![],
     }
 }
@@ -118,7 +120,28 @@ pub fn token(owner: &Principal, name: &str, created: Timestamp) -> Token {
         updated_at: created,
         last_used_at: None,
         version: 1,
+        previous: None,
     }
+}
+
+/// An audit event by the token's owner recording `action` on `token`, with
+/// the changes from `before` (none when the token is new) to `token`.
+#[must_use]
+pub fn event(action: AuditAction, before: Option<&Token>, token: &Token) -> AuditEvent {
+    let after = match action {
+        AuditAction::TokenDeleted | AuditAction::TokenRevoked => None,
+        _ => Some(token),
+    };
+    let before =
+        if action == AuditAction::TokenDeleted || action == AuditAction::TokenRevoked { Some(token) } else { before };
+    AuditEvent::about_token(
+        AuditEventId::generate(&mut SysRng).unwrap(),
+        token.updated_at,
+        &token.owner,
+        action,
+        token,
+        token_changes(before, after),
+    )
 }
 
 /// `base` with `changes` applied as a JSON merge patch of one level: each

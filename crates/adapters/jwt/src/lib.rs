@@ -22,7 +22,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use jsonwebtoken::jwk::{AlgorithmParameters, EllipticCurve, JwkSet, KeyAlgorithm};
 use jsonwebtoken::{Algorithm, DecodingKey, Validation, decode, decode_header};
-use latchkey_domain::{OrgName, Principal, UserName};
+use latchkey_domain::{Identity, OrgName, Principal, Role, UserName};
 use latchkey_ports::{AuthenticationError, Authenticator};
 use serde_json::{Map, Value};
 
@@ -44,6 +44,55 @@ pub struct JwtSettings {
     pub org_claim: String,
     /// Allowed clock skew, in seconds, for `exp` and `nbf`.
     pub leeway_seconds: u64,
+    /// The claim that makes a user an org admin; without one, nobody
+    /// signed in by JWT is.
+    pub admin_claim: Option<AdminClaim>,
+}
+
+/// How a JWT says that its user is an org admin (`--jwt-admin-claim`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum AdminClaim {
+    /// `CLAIM`: the claim is the boolean `true` (not the string "true").
+    Flag(String),
+    /// `CLAIM=VALUE`: the claim is the string `VALUE`, or an array holding
+    /// it (a role list such as `"roles": ["admin", "dev"]`).
+    Role {
+        /// The claim's name.
+        claim: String,
+        /// The role value.
+        value: String,
+    },
+}
+
+impl std::str::FromStr for AdminClaim {
+    type Err = String;
+
+    /// `CLAIM` or `CLAIM=VALUE`; neither part may be empty.
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        match text.split_once('=') {
+            None if !text.is_empty() => Ok(AdminClaim::Flag(text.to_owned())),
+            Some((claim, value)) if !claim.is_empty() && !value.is_empty() => {
+                Ok(AdminClaim::Role { claim: claim.to_owned(), value: value.to_owned() })
+            }
+            _ => Err(format!("{text:?}: expected CLAIM (a boolean claim) or CLAIM=VALUE (a role)")),
+        }
+    }
+}
+
+impl AdminClaim {
+    /// Whether `claims` make their user an admin. Anything but the exact
+    /// shapes above is no: a claim that is missing, of another type, or a
+    /// string `"true"`.
+    fn holds(&self, claims: &Map<String, Value>) -> bool {
+        match self {
+            AdminClaim::Flag(claim) => claims.get(claim) == Some(&Value::Bool(true)),
+            AdminClaim::Role { claim, value } => match claims.get(claim) {
+                Some(Value::String(text)) => text == value,
+                Some(Value::Array(items)) => items.iter().any(|item| item.as_str() == Some(value.as_str())),
+                _ => false,
+            },
+        }
+    }
 }
 
 /// Why the identity-provider configuration is unusable.
@@ -128,7 +177,7 @@ fn parse_jwks(json: &str) -> Result<Vec<VerifyingKey>, JwtConfigError> {
 /// What verifying with one key set came to.
 enum Verified {
     /// The token is good.
-    Principal(Principal),
+    Principal(Identity),
     /// A key of the set verified the signature, or tried and failed: the
     /// token is refused, and no other set would change that.
     Refused,
@@ -208,7 +257,7 @@ impl JwtAuthenticator {
             if let Ok(data) = decode::<Map<String, Value>>(credential, &candidate.key, &validation) {
                 // A valid signature with claims that name no valid user or
                 // org is still no principal.
-                return self.principal(&data.claims).map_or(Verified::Refused, Verified::Principal);
+                return self.identity(&data.claims).map_or(Verified::Refused, Verified::Principal);
             }
         }
         Verified::Refused
@@ -224,16 +273,18 @@ impl JwtAuthenticator {
         validation
     }
 
-    fn principal(&self, claims: &Map<String, Value>) -> Option<Principal> {
+    fn identity(&self, claims: &Map<String, Value>) -> Option<Identity> {
         let user = claims.get(&self.settings.user_claim)?.as_str()?;
         let org = claims.get(&self.settings.org_claim)?.as_str()?;
-        Some(Principal { org: OrgName::new(org).ok()?, user: UserName::new(user).ok()? })
+        let principal = Principal { org: OrgName::new(org).ok()?, user: UserName::new(user).ok()? };
+        let admin = self.settings.admin_claim.as_ref().is_some_and(|claim| claim.holds(claims));
+        Some(Identity { principal, role: if admin { Role::Admin } else { Role::Member } })
     }
 }
 
 #[async_trait]
 impl Authenticator for JwtAuthenticator {
-    async fn authenticate(&self, credential: &str) -> Result<Principal, AuthenticationError> {
+    async fn authenticate(&self, credential: &str) -> Result<Identity, AuthenticationError> {
         let header = decode_header(credential).map_err(|_| AuthenticationError::Invalid)?;
         let verified = match &self.keys {
             Keys::Fixed(keys) => self.verify(keys, credential, &header),

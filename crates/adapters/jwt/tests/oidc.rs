@@ -91,6 +91,7 @@ fn settings(issuer: &str) -> JwtSettings {
         user_claim: "sub".into(),
         org_claim: "org".into(),
         leeway_seconds: 0,
+        admin_claim: None,
     }
 }
 
@@ -118,15 +119,15 @@ async fn a_rotated_key_is_picked_up_without_a_restart_and_the_old_one_dropped() 
     assert_eq!(provider.fetches(), 1);
     let issuer = provider.issuer();
     let old = sign(&issuer, RSA_PEM, Algorithm::RS256, "2026-a");
-    assert_eq!(authenticator.authenticate(&old).await.unwrap().user.as_str(), "ana");
+    assert_eq!(authenticator.authenticate(&old).await.unwrap().principal.user.as_str(), "ana");
     assert_eq!(provider.fetches(), 1, "a known key needs no fetch");
 
     // The provider rotates: the new key replaces the old one.
     *provider.jwks.lock().unwrap() = set(vec![jwk(EC_PEM, Algorithm::ES256, "2026-b")]);
     let new = sign(&issuer, EC_PEM, Algorithm::ES256, "2026-b");
-    assert_eq!(authenticator.authenticate(&new).await.unwrap().org.as_str(), "acme");
+    assert_eq!(authenticator.authenticate(&new).await.unwrap().principal.org.as_str(), "acme");
     assert_eq!(provider.fetches(), 2, "the unknown key id caused one fetch");
-    assert_eq!(authenticator.authenticate(&new).await.unwrap().user.as_str(), "ana");
+    assert_eq!(authenticator.authenticate(&new).await.unwrap().principal.user.as_str(), "ana");
     assert_eq!(provider.fetches(), 2);
     assert!(matches!(authenticator.authenticate(&old).await, Err(AuthenticationError::Invalid)), "withdrawn");
 }

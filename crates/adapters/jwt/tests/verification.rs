@@ -19,6 +19,7 @@ fn settings() -> JwtSettings {
         user_claim: "sub".into(),
         org_claim: "org".into(),
         leeway_seconds: 0,
+        admin_claim: None,
     }
 }
 
@@ -63,7 +64,7 @@ fn signed(algorithm: Algorithm, kid: Option<&str>, claims: &Value) -> String {
 
 async fn accepted(authenticator: &JwtAuthenticator, token: &str) -> Option<(String, String)> {
     match authenticator.authenticate(token).await {
-        Ok(p) => Some((p.org.to_string(), p.user.to_string())),
+        Ok(identity) => Some((identity.principal.org.to_string(), identity.principal.user.to_string())),
         Err(AuthenticationError::Invalid) => None,
         Err(e) => panic!("unexpected error {e}"),
     }
@@ -75,6 +76,35 @@ async fn hs256_tokens_with_the_right_claims_are_accepted() {
     assert_eq!(accepted(&authenticator, &hs256(&claims())).await, Some(("acme".into(), "auth0|ana".into())));
     let several_audiences = with(json!({"aud": ["other", "latchkey"]}));
     assert!(accepted(&authenticator, &hs256(&several_audiences)).await.is_some());
+}
+
+#[tokio::test]
+async fn the_admin_claim_makes_an_org_admin_and_nothing_else_does() {
+    use latchkey_domain::Role;
+    let role_of = |settings: JwtSettings, claims: Value| async move {
+        let authenticator = JwtAuthenticator::hs256(SECRET, settings).unwrap();
+        authenticator.authenticate(&hs256(&claims)).await.unwrap().role
+    };
+    let flag = || JwtSettings { admin_claim: Some("latchkey_admin".parse().unwrap()), ..settings() };
+    let roles = || JwtSettings { admin_claim: Some("roles=latchkey-admin".parse().unwrap()), ..settings() };
+    let cases = [
+        ("flag true", flag(), with(json!({"latchkey_admin": true})), Role::Admin),
+        ("flag as a string", flag(), with(json!({"latchkey_admin": "true"})), Role::Member),
+        ("flag false", flag(), with(json!({"latchkey_admin": false})), Role::Member),
+        ("flag missing", flag(), claims(), Role::Member),
+        ("role alone", roles(), with(json!({"roles": "latchkey-admin"})), Role::Admin),
+        ("role in a list", roles(), with(json!({"roles": ["dev", "latchkey-admin"]})), Role::Admin),
+        ("another role", roles(), with(json!({"roles": ["dev", "latchkey-admin-2"]})), Role::Member),
+        ("role in another claim", roles(), with(json!({"groups": ["latchkey-admin"]})), Role::Member),
+        ("role as a flag", roles(), with(json!({"roles": true})), Role::Member),
+        ("no admin claim configured", settings(), with(json!({"latchkey_admin": true})), Role::Member),
+    ];
+    for (what, settings, claims, expected) in cases {
+        assert_eq!(role_of(settings, claims).await, expected, "{what}");
+    }
+    for bad in ["", "=admin", "roles="] {
+        assert!(bad.parse::<latchkey_jwt::AdminClaim>().is_err(), "{bad:?}");
+    }
 }
 
 #[tokio::test]

@@ -69,6 +69,57 @@ const MIGRATIONS: &[&str] = &[
     CREATE TRIGGER tokens_deleted AFTER DELETE ON tokens
         FOR EACH ROW EXECUTE FUNCTION latchkey_notify_token_change();
     "#,
+    // 3: roles, client address restrictions, rolls with a grace period,
+    // the audit log and org policies (SPEC §13).
+    r#"
+    ALTER TABLE users ADD COLUMN admin boolean NOT NULL DEFAULT false;
+    -- The first-run bootstrap user is an org admin (SPEC §13); databases
+    -- made before roles existed get that too.
+    UPDATE users SET admin = true WHERE org = 'default' AND name = 'admin';
+
+    ALTER TABLE tokens ADD COLUMN allowed_ips jsonb NOT NULL DEFAULT '[]';
+    ALTER TABLE tokens ADD COLUMN previous_secret_hash bytea;
+    ALTER TABLE tokens ADD COLUMN previous_expires_at timestamptz;
+    ALTER TABLE tokens ADD CONSTRAINT tokens_previous_both
+        CHECK ((previous_secret_hash IS NULL) = (previous_expires_at IS NULL));
+    CREATE UNIQUE INDEX tokens_previous_secret_hash_key ON tokens (previous_secret_hash)
+        WHERE previous_secret_hash IS NOT NULL;
+    CREATE INDEX tokens_by_org ON tokens (org, created_at DESC, id DESC);
+
+    -- A roll replaces the value: caches must forget the token under both
+    -- of the hashes it could be found by before.
+    CREATE OR REPLACE FUNCTION latchkey_notify_token_change() RETURNS trigger LANGUAGE plpgsql AS $$
+    BEGIN
+        PERFORM pg_notify('latchkey_token_changes', encode(OLD.secret_hash, 'hex'));
+        IF OLD.previous_secret_hash IS NOT NULL THEN
+            PERFORM pg_notify('latchkey_token_changes', encode(OLD.previous_secret_hash, 'hex'));
+        END IF;
+        RETURN NULL;
+    END
+    $$;
+
+    CREATE TABLE audit_events (
+        id text COLLATE "C" PRIMARY KEY,
+        org text COLLATE "C" NOT NULL,
+        at timestamptz NOT NULL,
+        actor text COLLATE "C" NOT NULL,
+        action text NOT NULL,
+        token_id text COLLATE "C",
+        token_name text,
+        token_owner text COLLATE "C",
+        changes jsonb NOT NULL
+    );
+    CREATE INDEX audit_by_org ON audit_events (org, at DESC, id DESC);
+    CREATE INDEX audit_by_owner ON audit_events (org, token_owner, at DESC, id DESC);
+    CREATE INDEX audit_by_token ON audit_events (org, token_id, at DESC, id DESC);
+
+    CREATE TABLE org_policies (
+        org text COLLATE "C" PRIMARY KEY REFERENCES orgs (name),
+        max_lifetime_days integer,
+        require_referers boolean NOT NULL,
+        allowed_apis text
+    );
+    "#,
 ];
 
 /// An arbitrary constant naming latchkey's advisory lock, held while

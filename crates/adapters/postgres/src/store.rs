@@ -3,16 +3,23 @@
 use std::time::Duration;
 
 use async_trait::async_trait;
+use latchkey_domain::audit::AuditEvent;
+use latchkey_domain::org_policy::OrgPolicy;
 use latchkey_domain::{
-    Connection, ConnectionName, OrgName, Principal, SealedSecret, SecretHash, Timestamp, Token, TokenId, UserName,
+    Connection, ConnectionName, Identity, OrgName, Principal, Role, SealedSecret, SecretHash, Timestamp, Token,
+    TokenId, UserName,
 };
 use latchkey_ports::{
-    BackendError, ConnectionCatalog, CreateConnectionError, CreateUserError, Cursor, DeleteError, GetError,
-    InsertError, Page, StoreHealth, TokenRepository, UpdateError, UserDirectory,
+    AuditCursor, AuditLog, AuditPage, AuditScope, BackendError, ConnectionCatalog, CreateConnectionError,
+    CreateUserError, Cursor, DeleteError, GetError, InsertError, OrgPolicies, Page, PolicyWriteError, StoreHealth,
+    TokenRepository, UpdateError, UserDirectory,
 };
-use latchkey_rows::{TokenRow, encode_apis, encode_grants, encode_referers, sealed_row, version_to_column};
+use latchkey_rows::{
+    AuditRow, PolicyColumns, TokenRow, encode_allowed_ips, encode_apis, encode_grants, encode_referers, policy_columns,
+    policy_from_columns, sealed_row, version_to_column,
+};
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions, PgRow};
-use sqlx::{Connection as _, PgConnection, PgPool, Row};
+use sqlx::{Connection as _, PgConnection, PgPool, Postgres, Row, Transaction};
 use time::OffsetDateTime;
 
 use crate::migrations::{self, MigrateError};
@@ -99,7 +106,15 @@ impl PostgresStore {
 macro_rules! token_columns {
     () => {
         "id, org, owner, name, secret_hash, sealed_secret, allowed_apis, grants::text, referers::text, \
-         expiration_date, created_at, updated_at, last_used_at, version"
+         expiration_date, created_at, updated_at, last_used_at, version, allowed_ips::text, previous_secret_hash, \
+         previous_expires_at"
+    };
+}
+
+/// The columns of an audit event in [`AuditRow`] order.
+macro_rules! audit_columns {
+    () => {
+        "id, org, at, actor, action, token_id, token_name, token_owner, changes::text"
     };
 }
 
@@ -140,7 +155,51 @@ fn token_row(row: &PgRow) -> Result<TokenRow, BackendError> {
         updated_at: required(get_time(11)?)?,
         last_used_at: get_time(12)?,
         version: row.try_get(13).map_err(backend)?,
+        allowed_ips: row.try_get(14).map_err(backend)?,
+        previous_secret_hash: row.try_get(15).map_err(backend)?,
+        previous_expires_at: get_time(16)?,
     })
+}
+
+fn audit_row(row: &PgRow) -> Result<AuditRow, BackendError> {
+    Ok(AuditRow {
+        id: row.try_get(0).map_err(backend)?,
+        org: row.try_get(1).map_err(backend)?,
+        at: timestamp(row.try_get(2).map_err(backend)?)?,
+        actor: row.try_get(3).map_err(backend)?,
+        action: row.try_get(4).map_err(backend)?,
+        token_id: row.try_get(5).map_err(backend)?,
+        token_name: row.try_get(6).map_err(backend)?,
+        token_owner: row.try_get(7).map_err(backend)?,
+        changes: row.try_get(8).map_err(backend)?,
+    })
+}
+
+/// Stores an event inside the transaction of the change it records.
+async fn record(transaction: &mut Transaction<'_, Postgres>, event: &AuditEvent) -> Result<(), BackendError> {
+    let row = AuditRow::from_event(event);
+    sqlx::query(
+        "INSERT INTO audit_events (id, org, at, actor, action, token_id, token_name, token_owner, changes)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9::jsonb)",
+    )
+    .bind(&row.id)
+    .bind(&row.org)
+    .bind(row.at.as_datetime())
+    .bind(&row.actor)
+    .bind(&row.action)
+    .bind(&row.token_id)
+    .bind(&row.token_name)
+    .bind(&row.token_owner)
+    .bind(&row.changes)
+    .execute(&mut **transaction)
+    .await
+    .map(drop)
+    .map_err(backend)
+}
+
+fn policy_row(row: &PgRow) -> Result<PolicyColumns, BackendError> {
+    let days: Option<i32> = row.try_get(0).map_err(backend)?;
+    Ok((days.map(i64::from), row.try_get(1).map_err(backend)?, row.try_get(2).map_err(backend)?))
 }
 
 fn token(row: &PgRow) -> Result<Token, BackendError> {
@@ -153,7 +212,7 @@ impl PostgresStore {
     /// owner, from every instance on the database, count and insert one at
     /// a time. (Row locks cannot do this: the rows that would be counted
     /// do not exist yet.)
-    async fn insert_within(&self, token: &Token, limit: Option<u64>) -> Result<(), InsertError> {
+    async fn insert_within(&self, token: &Token, limit: Option<u64>, event: &AuditEvent) -> Result<(), InsertError> {
         let row = TokenRow::from_token(token)?;
         let mut transaction = self.pool.begin().await.map_err(backend)?;
         if let Some(limit) = limit {
@@ -176,8 +235,9 @@ impl PostgresStore {
         }
         let inserted = sqlx::query(
             "INSERT INTO tokens (id, org, owner, name, secret_hash, sealed_secret, allowed_apis, grants, referers,
-                                 expiration_date, created_at, updated_at, last_used_at, version)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8::jsonb, $9::jsonb, $10, $11, $12, $13, $14)",
+                                 expiration_date, created_at, updated_at, last_used_at, version, allowed_ips,
+                                 previous_secret_hash, previous_expires_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8::jsonb, $9::jsonb, $10, $11, $12, $13, $14, $15::jsonb, $16, $17)",
         )
         .bind(&row.id)
         .bind(&row.org)
@@ -193,10 +253,16 @@ impl PostgresStore {
         .bind(row.updated_at.as_datetime())
         .bind(row.last_used_at.map(Timestamp::as_datetime))
         .bind(row.version)
+        .bind(&row.allowed_ips)
+        .bind(&row.previous_secret_hash)
+        .bind(row.previous_expires_at.map(Timestamp::as_datetime))
         .execute(&mut *transaction)
         .await;
         match inserted {
-            Ok(_) => transaction.commit().await.map_err(|e| InsertError::Backend(backend(e))),
+            Ok(_) => {
+                record(&mut transaction, event).await?;
+                transaction.commit().await.map_err(|e| InsertError::Backend(backend(e)))
+            }
             Err(e) => Err(match unique_violation(&e) {
                 Some("tokens_owner_name_key") => InsertError::NameTaken,
                 Some(_) => InsertError::Duplicate,
@@ -213,12 +279,28 @@ impl PostgresStore {
             .and_then(|row| row.try_get(0))
             .map_err(backend)
     }
+
+    /// Why a conditional write changed no row: the token is gone, or at
+    /// another version. Asked after the transaction ended.
+    async fn missing_or_changed(&self, id: &str) -> Result<UpdateError, BackendError> {
+        Ok(if self.exists(id).await? { UpdateError::Conflict } else { UpdateError::NotFound })
+    }
 }
 
 #[async_trait]
 impl TokenRepository for PostgresStore {
-    async fn insert(&self, token: &Token, limit: Option<u64>) -> Result<(), InsertError> {
-        self.insert_within(token, limit).await
+    async fn insert(&self, token: &Token, limit: Option<u64>, event: &AuditEvent) -> Result<(), InsertError> {
+        self.insert_within(token, limit, event).await
+    }
+
+    async fn get_in_org(&self, id: &TokenId, org: &OrgName) -> Result<Token, GetError> {
+        let row = sqlx::query(concat!("SELECT ", token_columns!(), " FROM tokens WHERE id = $1 AND org = $2"))
+            .bind(id.as_str())
+            .bind(org.as_str())
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(backend)?;
+        Ok(token(&row.ok_or(GetError::NotFound)?)?)
     }
 
     async fn get(&self, id: &TokenId, owner: &Principal) -> Result<Token, GetError> {
@@ -234,11 +316,16 @@ impl TokenRepository for PostgresStore {
     }
 
     async fn find_by_secret_hash(&self, hash: &SecretHash) -> Result<Option<Token>, BackendError> {
-        let row = sqlx::query(concat!("SELECT ", token_columns!(), " FROM tokens WHERE secret_hash = $1"))
-            .bind(hash.as_bytes().as_slice())
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(backend)?;
+        // A BitmapOr over the two unique indexes.
+        let row = sqlx::query(concat!(
+            "SELECT ",
+            token_columns!(),
+            " FROM tokens WHERE secret_hash = $1 OR previous_secret_hash = $1"
+        ))
+        .bind(hash.as_bytes().as_slice())
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(backend)?;
         row.as_ref().map(token).transpose()
     }
 
@@ -269,44 +356,111 @@ impl TokenRepository for PostgresStore {
         Ok(Page::from_rows(tokens, limit))
     }
 
-    async fn update(&self, token: &Token, expected_version: u64) -> Result<(), UpdateError> {
+    async fn list_org(
+        &self,
+        org: &OrgName,
+        owner: Option<UserName>,
+        after: Option<Cursor>,
+        limit: usize,
+    ) -> Result<Page, BackendError> {
+        let (after_created, after_id) = match &after {
+            Some(cursor) => (Some(cursor.created_at.as_datetime()), Some(cursor.id.as_str())),
+            None => (None, None),
+        };
+        let fetch = i64::try_from(Page::rows_to_read(limit)).unwrap_or(i64::MAX);
+        let rows = sqlx::query(concat!(
+            "SELECT ",
+            token_columns!(),
+            " FROM tokens
+             WHERE org = $1 AND ($2::text IS NULL OR owner = $2)
+               AND ($3::timestamptz IS NULL OR (created_at, id) < ($3, $4::text))
+             ORDER BY created_at DESC, id DESC
+             LIMIT $5"
+        ))
+        .bind(org.as_str())
+        .bind(owner.as_ref().map(UserName::as_str))
+        .bind(after_created)
+        .bind(after_id)
+        .bind(fetch)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(backend)?;
+        let tokens = rows.iter().map(token).collect::<Result<Vec<_>, _>>()?;
+        Ok(Page::from_rows(tokens, limit))
+    }
+
+    async fn update(&self, token: &Token, expected_version: u64, event: &AuditEvent) -> Result<(), UpdateError> {
+        let mut transaction = self.pool.begin().await.map_err(backend)?;
         let updated = sqlx::query(
             "UPDATE tokens SET name = $1, allowed_apis = $2, grants = $3::jsonb, referers = $4::jsonb,
-                    updated_at = $5, version = $6
-             WHERE id = $7 AND version = $8",
+                    allowed_ips = $5::jsonb, updated_at = $6, version = $7
+             WHERE id = $8 AND version = $9",
         )
         .bind(token.name.as_str())
         .bind(encode_apis(token.policy.apis()))
         .bind(encode_grants(token.policy.grants()))
         .bind(encode_referers(token.policy.referers()))
+        .bind(encode_allowed_ips(token.policy.allowed_ips()))
         .bind(token.updated_at.as_datetime())
         .bind(version_to_column(token.version)?)
         .bind(token.id.as_str())
         .bind(version_to_column(expected_version)?)
-        .execute(&self.pool)
+        .execute(&mut *transaction)
         .await;
         match updated {
-            Ok(result) if result.rows_affected() == 1 => Ok(()),
+            Ok(result) if result.rows_affected() == 1 => {}
             // The row changed or vanished between the caller's read and
             // this write; which one is told by whether it still exists.
             Ok(_) => {
-                Err(if self.exists(token.id.as_str()).await? { UpdateError::Conflict } else { UpdateError::NotFound })
+                drop(transaction);
+                return Err(self.missing_or_changed(token.id.as_str()).await?);
             }
-            Err(e) if unique_violation(&e).is_some() => Err(UpdateError::NameTaken),
-            Err(e) => Err(UpdateError::Backend(backend(e))),
+            Err(e) if unique_violation(&e).is_some() => return Err(UpdateError::NameTaken),
+            Err(e) => return Err(UpdateError::Backend(backend(e))),
         }
+        record(&mut transaction, event).await?;
+        transaction.commit().await.map_err(|e| UpdateError::Backend(backend(e)))
     }
 
-    async fn delete(&self, id: &TokenId, expected_version: Option<u64>) -> Result<(), DeleteError> {
+    async fn roll(&self, token: &Token, expected_version: u64, event: &AuditEvent) -> Result<(), UpdateError> {
+        let row = TokenRow::from_token(token)?;
+        let mut transaction = self.pool.begin().await.map_err(backend)?;
+        let rolled = sqlx::query(
+            "UPDATE tokens SET secret_hash = $1, sealed_secret = $2, previous_secret_hash = $3,
+                    previous_expires_at = $4, updated_at = $5, version = $6
+             WHERE id = $7 AND version = $8",
+        )
+        .bind(&row.secret_hash)
+        .bind(&row.sealed_secret)
+        .bind(&row.previous_secret_hash)
+        .bind(row.previous_expires_at.map(Timestamp::as_datetime))
+        .bind(row.updated_at.as_datetime())
+        .bind(row.version)
+        .bind(&row.id)
+        .bind(version_to_column(expected_version)?)
+        .execute(&mut *transaction)
+        .await
+        .map_err(backend)?;
+        if rolled.rows_affected() != 1 {
+            drop(transaction);
+            return Err(self.missing_or_changed(&row.id).await?);
+        }
+        record(&mut transaction, event).await?;
+        transaction.commit().await.map_err(|e| UpdateError::Backend(backend(e)))
+    }
+
+    async fn delete(&self, id: &TokenId, expected_version: Option<u64>, event: &AuditEvent) -> Result<(), DeleteError> {
         let expected = expected_version.map(version_to_column).transpose()?;
+        let mut transaction = self.pool.begin().await.map_err(backend)?;
         let deleted = sqlx::query("DELETE FROM tokens WHERE id = $1 AND ($2::bigint IS NULL OR version = $2)")
             .bind(id.as_str())
             .bind(expected)
-            .execute(&self.pool)
+            .execute(&mut *transaction)
             .await
             .map_err(backend)?;
         if deleted.rows_affected() == 1 {
-            Ok(())
+            record(&mut transaction, event).await?;
+            transaction.commit().await.map_err(|e| DeleteError::Backend(backend(e)))
         } else if self.exists(id.as_str()).await? {
             Err(DeleteError::Conflict)
         } else {
@@ -421,17 +575,23 @@ impl ConnectionCatalog for PostgresStore {
 
 #[async_trait]
 impl UserDirectory for PostgresStore {
-    async fn create_user(&self, principal: &Principal, key_hash: &SecretHash) -> Result<(), CreateUserError> {
+    async fn create_user(
+        &self,
+        principal: &Principal,
+        role: Role,
+        key_hash: &SecretHash,
+    ) -> Result<(), CreateUserError> {
         let mut transaction = self.pool.begin().await.map_err(backend)?;
         sqlx::query("INSERT INTO orgs (name) VALUES ($1) ON CONFLICT DO NOTHING")
             .bind(principal.org.as_str())
             .execute(&mut *transaction)
             .await
             .map_err(backend)?;
-        let inserted = sqlx::query("INSERT INTO users (org, name, key_hash) VALUES ($1, $2, $3)")
+        let inserted = sqlx::query("INSERT INTO users (org, name, key_hash, admin) VALUES ($1, $2, $3, $4)")
             .bind(principal.org.as_str())
             .bind(principal.user.as_str())
             .bind(key_hash.as_bytes().as_slice())
+            .bind(role.is_admin())
             .execute(&mut *transaction)
             .await;
         match inserted {
@@ -449,8 +609,8 @@ impl UserDirectory for PostgresStore {
         transaction.commit().await.map_err(|e| CreateUserError::Backend(backend(e)))
     }
 
-    async fn find_by_key_hash(&self, key_hash: &SecretHash) -> Result<Option<Principal>, BackendError> {
-        let row = sqlx::query("SELECT org, name FROM users WHERE key_hash = $1")
+    async fn find_by_key_hash(&self, key_hash: &SecretHash) -> Result<Option<Identity>, BackendError> {
+        let row = sqlx::query("SELECT org, name, admin FROM users WHERE key_hash = $1")
             .bind(key_hash.as_bytes().as_slice())
             .fetch_optional(&self.pool)
             .await
@@ -458,9 +618,13 @@ impl UserDirectory for PostgresStore {
         row.map(|row| {
             let org: String = row.try_get(0).map_err(backend)?;
             let user: String = row.try_get(1).map_err(backend)?;
-            Ok(Principal {
-                org: OrgName::new(&org).map_err(|_| BackendError::corrupt("user org"))?,
-                user: UserName::new(&user).map_err(|_| BackendError::corrupt("user name"))?,
+            let admin: bool = row.try_get(2).map_err(backend)?;
+            Ok(Identity {
+                principal: Principal {
+                    org: OrgName::new(&org).map_err(|_| BackendError::corrupt("user org"))?,
+                    user: UserName::new(&user).map_err(|_| BackendError::corrupt("user name"))?,
+                },
+                role: if admin { Role::Admin } else { Role::Member },
             })
         })
         .transpose()
@@ -472,6 +636,102 @@ impl UserDirectory for PostgresStore {
             .await
             .and_then(|row| row.try_get(0))
             .map_err(backend)
+    }
+}
+
+#[async_trait]
+impl AuditLog for PostgresStore {
+    async fn events(
+        &self,
+        scope: AuditScope,
+        token: Option<TokenId>,
+        after: Option<AuditCursor>,
+        limit: usize,
+    ) -> Result<AuditPage, BackendError> {
+        let (org, owner) = match scope {
+            AuditScope::Org(org) => (org.to_string(), None),
+            AuditScope::Owner(owner) => (owner.org.to_string(), Some(owner.user.to_string())),
+        };
+        let (after_at, after_id) = match &after {
+            Some(cursor) => (Some(cursor.at.as_datetime()), Some(cursor.id.as_str())),
+            None => (None, None),
+        };
+        let fetch = i64::try_from(Page::rows_to_read(limit)).unwrap_or(i64::MAX);
+        let rows = sqlx::query(concat!(
+            "SELECT ",
+            audit_columns!(),
+            " FROM audit_events
+             WHERE org = $1 AND ($2::text IS NULL OR token_owner = $2) AND ($3::text IS NULL OR token_id = $3)
+               AND ($4::timestamptz IS NULL OR (at, id) < ($4, $5::text))
+             ORDER BY at DESC, id DESC
+             LIMIT $6"
+        ))
+        .bind(org)
+        .bind(owner)
+        .bind(token.as_ref().map(TokenId::as_str))
+        .bind(after_at)
+        .bind(after_id)
+        .bind(fetch)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(backend)?;
+        let events = rows.iter().map(|row| audit_row(row)?.into_event()).collect::<Result<Vec<_>, _>>()?;
+        Ok(AuditPage::from_rows(events, limit))
+    }
+}
+
+#[async_trait]
+impl OrgPolicies for PostgresStore {
+    async fn policy(&self, org: &OrgName) -> Result<OrgPolicy, BackendError> {
+        let row =
+            sqlx::query("SELECT max_lifetime_days, require_referers, allowed_apis FROM org_policies WHERE org = $1")
+                .bind(org.as_str())
+                .fetch_optional(&self.pool)
+                .await
+                .map_err(backend)?;
+        row.map_or_else(|| Ok(OrgPolicy::default()), |row| policy_from_columns(policy_row(&row)?))
+    }
+
+    async fn replace_policy(
+        &self,
+        org: &OrgName,
+        expected: &OrgPolicy,
+        new: &OrgPolicy,
+        event: &AuditEvent,
+    ) -> Result<(), PolicyWriteError> {
+        let mut transaction = self.pool.begin().await.map_err(backend)?;
+        // Every writer of the org's policy takes this lock first, so the
+        // comparison and the write are one step even before the row exists.
+        sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended('latchkey.policy:' || $1, 0))")
+            .bind(org.as_str())
+            .execute(&mut *transaction)
+            .await
+            .map_err(backend)?;
+        let row =
+            sqlx::query("SELECT max_lifetime_days, require_referers, allowed_apis FROM org_policies WHERE org = $1")
+                .bind(org.as_str())
+                .fetch_optional(&mut *transaction)
+                .await
+                .map_err(backend)?;
+        let current = row.map_or_else(|| Ok(OrgPolicy::default()), |row| policy_from_columns(policy_row(&row)?))?;
+        if current != *expected {
+            return Err(PolicyWriteError::Conflict);
+        }
+        let (days, require_referers, apis) = policy_columns(new);
+        sqlx::query(
+            "INSERT INTO org_policies (org, max_lifetime_days, require_referers, allowed_apis)
+             VALUES ($1, $2, $3, $4)
+             ON CONFLICT (org) DO UPDATE SET max_lifetime_days = $2, require_referers = $3, allowed_apis = $4",
+        )
+        .bind(org.as_str())
+        .bind(days.map(|days| i32::try_from(days).unwrap_or(i32::MAX)))
+        .bind(require_referers)
+        .bind(apis)
+        .execute(&mut *transaction)
+        .await
+        .map_err(backend)?;
+        record(&mut transaction, event).await?;
+        transaction.commit().await.map_err(|e| PolicyWriteError::Backend(backend(e)))
     }
 }
 

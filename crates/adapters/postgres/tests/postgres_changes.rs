@@ -9,6 +9,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use latchkey_domain::audit::AuditAction;
 use latchkey_domain::validation::{ExpirationInput, GrantDraft, TokenDraft, validate};
 use latchkey_domain::{
     Connection, ConnectionName, OrgName, Principal, Provider, SealedSecret, SecretHash, Timestamp, Token, TokenId,
@@ -17,6 +18,7 @@ use latchkey_domain::{
 use latchkey_ports::{ChangeSink, TokenRepository};
 use latchkey_postgres::{APPLICATION_NAME, PostgresStore, follow_changes, follow_changes_every};
 use latchkey_test_postgres::TestDatabase;
+use latchkey_testkit::event;
 use rand::rngs::SysRng;
 use sqlx::postgres::PgConnectOptions;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -88,6 +90,7 @@ fn token() -> Token {
         updated_at: now,
         last_used_at: None,
         version: 1,
+        previous: None,
     }
 }
 
@@ -101,14 +104,36 @@ async fn changes_are_heard_and_a_lost_listener_comes_back() {
     recorder.take();
 
     let original = token();
-    store.insert(&original, None).await.unwrap();
+    store.insert(&original, None, &event(AuditAction::TokenCreated, None, &original)).await.unwrap();
     store.record_last_use(&[(original.id.clone(), original.created_at)]).await.unwrap();
     let renamed = Token { name: TokenName::new("renamed").unwrap(), version: 2, ..original.clone() };
-    store.update(&renamed, 1).await.unwrap();
+    store.update(&renamed, 1, &event(AuditAction::TokenUpdated, None, &renamed)).await.unwrap();
     recorder.wait_for(&Event::Changed(original.secret_hash)).await;
     assert_eq!(recorder.take(), [Event::Changed(original.secret_hash)], "an insert and a use notify nobody");
-    store.delete(&original.id, None).await.unwrap();
+    // A roll notifies the value it replaced; the next roll also the
+    // previous value it ends, which other instances may have cached too.
+    let grace_until = Timestamp::from_unix_micros(1_900_000_000_000_000).unwrap();
+    let first = Token {
+        secret_hash: TokenValue::generate(&mut SysRng).unwrap().hash(),
+        previous: Some(latchkey_domain::PreviousValue { secret_hash: original.secret_hash, expires_at: grace_until }),
+        version: 3,
+        ..renamed.clone()
+    };
+    store.roll(&first, 2, &event(AuditAction::TokenRolled, None, &first)).await.unwrap();
     recorder.wait_for(&Event::Changed(original.secret_hash)).await;
+    assert_eq!(recorder.take(), [Event::Changed(original.secret_hash)]);
+    let second = Token {
+        secret_hash: TokenValue::generate(&mut SysRng).unwrap().hash(),
+        previous: None,
+        version: 4,
+        ..first.clone()
+    };
+    store.roll(&second, 3, &event(AuditAction::TokenRolled, None, &second)).await.unwrap();
+    recorder.wait_for(&Event::Changed(original.secret_hash)).await;
+    recorder.wait_for(&Event::Changed(first.secret_hash)).await;
+    recorder.take();
+    store.delete(&original.id, None, &event(AuditAction::TokenDeleted, None, &second)).await.unwrap();
+    recorder.wait_for(&Event::Changed(second.secret_hash)).await;
     recorder.take();
 
     // Kill the listening connection, as a failover or an operator would.
@@ -131,8 +156,8 @@ async fn changes_are_heard_and_a_lost_listener_comes_back() {
 
     // And it hears changes again.
     let again = token();
-    store.insert(&again, None).await.unwrap();
-    store.delete(&again.id, None).await.unwrap();
+    store.insert(&again, None, &event(AuditAction::TokenCreated, None, &again)).await.unwrap();
+    store.delete(&again.id, None, &event(AuditAction::TokenDeleted, None, &again)).await.unwrap();
     recorder.wait_for(&Event::Changed(again.secret_hash)).await;
 
     listening.abort();

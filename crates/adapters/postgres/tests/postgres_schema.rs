@@ -25,14 +25,18 @@ async fn instances_starting_together_migrate_once() {
     }
     let ana = Principal { org: OrgName::new("acme").unwrap(), user: UserName::new("ana").unwrap() };
     let key = UserKey::generate(&mut rand::rngs::SysRng).unwrap();
-    stores[0].create_user(&ana, &key.hash()).await.unwrap();
-    assert_eq!(stores[5].find_by_key_hash(&key.hash()).await.unwrap(), Some(ana.clone()), "one database");
+    stores[0].create_user(&ana, latchkey_domain::Role::Admin, &key.hash()).await.unwrap();
+    assert_eq!(
+        stores[5].find_by_key_hash(&key.hash()).await.unwrap().map(|i| i.principal),
+        Some(ana.clone()),
+        "one database"
+    );
     for store in &stores {
         store.close().await;
     }
 
     let again = PostgresStore::connect(&url, 2).await.unwrap();
-    assert_eq!(again.find_by_key_hash(&key.hash()).await.unwrap(), Some(ana));
+    assert_eq!(again.find_by_key_hash(&key.hash()).await.unwrap().map(|i| i.principal), Some(ana));
     sqlx::query("INSERT INTO latchkey_schema (version) VALUES (999)").execute(again.pool()).await.unwrap();
     again.close().await;
     let error = PostgresStore::connect(&url, 2).await.unwrap_err().to_string();

@@ -54,6 +54,46 @@ const MIGRATIONS: &[&str] = &[
     -- Lists: one owner's tokens, newest first.
     CREATE INDEX tokens_by_owner ON tokens (org, owner, created_at DESC, id DESC);
     ",
+    // 2: roles, client address restrictions, rolls with a grace period,
+    // the audit log and org policies (SPEC §13).
+    "
+    ALTER TABLE users ADD COLUMN admin INTEGER NOT NULL DEFAULT 0 CHECK (admin IN (0, 1));
+    -- The first-run bootstrap user is an org admin (SPEC §13); stores made
+    -- before roles existed get that too.
+    UPDATE users SET admin = 1 WHERE org = 'default' AND name = 'admin';
+
+    ALTER TABLE tokens ADD COLUMN allowed_ips TEXT NOT NULL DEFAULT '[]' CHECK (json_valid(allowed_ips));
+    -- The value before the last roll, while kept: both or neither.
+    ALTER TABLE tokens ADD COLUMN previous_secret_hash BLOB;
+    ALTER TABLE tokens ADD COLUMN previous_expires_at INTEGER
+        CHECK ((previous_secret_hash IS NULL) = (previous_expires_at IS NULL));
+    CREATE UNIQUE INDEX tokens_previous_secret_hash ON tokens (previous_secret_hash)
+        WHERE previous_secret_hash IS NOT NULL;
+    -- Org admins' lists: every token of an org, newest first.
+    CREATE INDEX tokens_by_org ON tokens (org, created_at DESC, id DESC);
+
+    CREATE TABLE audit_events (
+        id TEXT PRIMARY KEY NOT NULL,
+        org TEXT NOT NULL,
+        at INTEGER NOT NULL,
+        actor TEXT NOT NULL,
+        action TEXT NOT NULL,
+        token_id TEXT,
+        token_name TEXT,
+        token_owner TEXT,
+        changes TEXT NOT NULL CHECK (json_valid(changes))
+    ) STRICT;
+    CREATE INDEX audit_by_org ON audit_events (org, at DESC, id DESC);
+    CREATE INDEX audit_by_owner ON audit_events (org, token_owner, at DESC, id DESC);
+    CREATE INDEX audit_by_token ON audit_events (org, token_id, at DESC, id DESC);
+
+    CREATE TABLE org_policies (
+        org TEXT PRIMARY KEY NOT NULL REFERENCES orgs (name),
+        max_lifetime_days INTEGER,
+        require_referers INTEGER NOT NULL CHECK (require_referers IN (0, 1)),
+        allowed_apis TEXT
+    ) STRICT;
+    ",
 ];
 
 /// Applies the migrations this file has not seen yet.

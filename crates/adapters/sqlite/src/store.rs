@@ -4,15 +4,22 @@ use std::path::Path;
 use std::sync::Arc;
 
 use async_trait::async_trait;
+use latchkey_domain::audit::AuditEvent;
+use latchkey_domain::org_policy::OrgPolicy;
 use latchkey_domain::{
-    Connection, ConnectionName, OrgName, Principal, SealedSecret, SecretHash, Timestamp, Token, TokenId, UserName,
+    Connection, ConnectionName, Identity, OrgName, Principal, Role, SealedSecret, SecretHash, Timestamp, Token,
+    TokenId, UserName,
 };
 use latchkey_ports::{
-    BackendError, ConnectionCatalog, CreateConnectionError, CreateUserError, Cursor, DeleteError, GetError,
-    InsertError, Page, StoreHealth, TokenRepository, UpdateError, UserDirectory,
+    AuditCursor, AuditLog, AuditPage, AuditScope, BackendError, ConnectionCatalog, CreateConnectionError,
+    CreateUserError, Cursor, DeleteError, GetError, InsertError, OrgPolicies, Page, PolicyWriteError, StoreHealth,
+    TokenRepository, UpdateError, UserDirectory,
 };
-use latchkey_rows::{TokenRow, encode_apis, encode_grants, encode_referers, sealed_row, version_to_column};
-use rusqlite::{ErrorCode, OptionalExtension, Row, TransactionBehavior, params};
+use latchkey_rows::{
+    AuditRow, TokenRow, encode_allowed_ips, encode_apis, encode_grants, encode_referers, policy_columns,
+    policy_from_columns, sealed_row, version_to_column,
+};
+use rusqlite::{ErrorCode, OptionalExtension, Row, Transaction, TransactionBehavior, params};
 
 use crate::pool::{self, OpenError, Pool};
 
@@ -60,7 +67,10 @@ impl SqliteStore {
 }
 
 const TOKEN_COLUMNS: &str = "id, org, owner, name, secret_hash, sealed_secret, allowed_apis, grants, referers, \
-     expiration_date, created_at, updated_at, last_used_at, version";
+     expiration_date, created_at, updated_at, last_used_at, version, allowed_ips, previous_secret_hash, \
+     previous_expires_at";
+
+const AUDIT_COLUMNS: &str = "id, org, at, actor, action, token_id, token_name, token_owner, changes";
 
 fn timestamp(micros: i64) -> rusqlite::Result<Timestamp> {
     Timestamp::from_unix_micros(micros).map_err(|e| rusqlite::Error::ToSqlConversionFailure(Box::new(e)))
@@ -87,7 +97,48 @@ fn token_row(row: &Row<'_>) -> rusqlite::Result<TokenRow> {
         updated_at: timestamp(row.get(11)?)?,
         last_used_at: optional_timestamp(row.get(12)?)?,
         version: row.get(13)?,
+        allowed_ips: row.get(14)?,
+        previous_secret_hash: row.get(15)?,
+        previous_expires_at: optional_timestamp(row.get(16)?)?,
     })
+}
+
+/// Reads a row of [`AUDIT_COLUMNS`].
+fn audit_row(row: &Row<'_>) -> rusqlite::Result<AuditRow> {
+    Ok(AuditRow {
+        id: row.get(0)?,
+        org: row.get(1)?,
+        at: timestamp(row.get(2)?)?,
+        actor: row.get(3)?,
+        action: row.get(4)?,
+        token_id: row.get(5)?,
+        token_name: row.get(6)?,
+        token_owner: row.get(7)?,
+        changes: row.get(8)?,
+    })
+}
+
+/// Stores an event inside the transaction of the change it records.
+fn record(transaction: &Transaction<'_>, event: &AuditRow) -> Result<(), BackendError> {
+    transaction
+        .prepare_cached(&format!(
+            "INSERT INTO audit_events ({AUDIT_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)"
+        ))
+        .and_then(|mut statement| {
+            statement.execute(params![
+                event.id,
+                event.org,
+                micros(event.at),
+                event.actor,
+                event.action,
+                event.token_id,
+                event.token_name,
+                event.token_owner,
+                event.changes,
+            ])
+        })
+        .map(drop)
+        .map_err(backend)
 }
 
 /// Which unique constraint a failed statement broke, if that is why it
@@ -110,11 +161,21 @@ fn micros(t: Timestamp) -> i64 {
     t.unix_micros()
 }
 
+/// Why a conditional write changed no row: the token is gone, or at
+/// another version.
+fn missing_or_changed(transaction: &Transaction<'_>, id: &str) -> Result<UpdateError, BackendError> {
+    let exists: bool = transaction
+        .query_row("SELECT EXISTS (SELECT 1 FROM tokens WHERE id = ?1)", [id], |r| r.get(0))
+        .map_err(backend)?;
+    Ok(if exists { UpdateError::Conflict } else { UpdateError::NotFound })
+}
+
 impl SqliteStore {
     /// Inserts in one immediate transaction, which holds SQLite's write
     /// lock from the count to the insert, for every process on the file.
-    async fn insert_within(&self, token: &Token, limit: Option<u64>) -> Result<(), InsertError> {
+    async fn insert_within(&self, token: &Token, limit: Option<u64>, event: &AuditEvent) -> Result<(), InsertError> {
         let row = TokenRow::from_token(token)?;
+        let event = AuditRow::from_event(event);
         pool::write(&self.pool, move |c| {
             let transaction = c.transaction_with_behavior(TransactionBehavior::Immediate).map_err(backend)?;
             if let Some(limit) = limit {
@@ -127,7 +188,10 @@ impl SqliteStore {
                 }
             }
             let inserted = transaction.execute(
-                &format!("INSERT INTO tokens ({TOKEN_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)"),
+                &format!(
+                    "INSERT INTO tokens ({TOKEN_COLUMNS})
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17)"
+                ),
                 params![
                     row.id,
                     row.org,
@@ -143,10 +207,16 @@ impl SqliteStore {
                     micros(row.updated_at),
                     row.last_used_at.map(micros),
                     row.version,
+                    row.allowed_ips,
+                    row.previous_secret_hash,
+                    row.previous_expires_at.map(micros),
                 ],
             );
             match inserted {
-                Ok(_) => transaction.commit().map_err(|e| InsertError::Backend(backend(e))),
+                Ok(_) => {
+                    record(&transaction, &event)?;
+                    transaction.commit().map_err(|e| InsertError::Backend(backend(e)))
+                }
                 Err(e) => Err(match unique_violation(&e) {
                     Some(columns) if columns.contains("tokens.name") => InsertError::NameTaken,
                     Some(_) => InsertError::Duplicate,
@@ -160,8 +230,19 @@ impl SqliteStore {
 
 #[async_trait]
 impl TokenRepository for SqliteStore {
-    async fn insert(&self, token: &Token, limit: Option<u64>) -> Result<(), InsertError> {
-        self.insert_within(token, limit).await
+    async fn insert(&self, token: &Token, limit: Option<u64>, event: &AuditEvent) -> Result<(), InsertError> {
+        self.insert_within(token, limit, event).await
+    }
+
+    async fn get_in_org(&self, id: &TokenId, org: &OrgName) -> Result<Token, GetError> {
+        let keys = [id.to_string(), org.to_string()];
+        let row = pool::read(&self.pool, move |c| {
+            c.prepare_cached(&format!("SELECT {TOKEN_COLUMNS} FROM tokens WHERE id = ?1 AND org = ?2"))?
+                .query_row(keys, token_row)
+                .optional()
+        })
+        .await?;
+        row.ok_or(GetError::NotFound)?.into_token().map_err(GetError::Backend)
     }
 
     async fn get(&self, id: &TokenId, owner: &Principal) -> Result<Token, GetError> {
@@ -178,9 +259,13 @@ impl TokenRepository for SqliteStore {
     async fn find_by_secret_hash(&self, hash: &SecretHash) -> Result<Option<Token>, BackendError> {
         let hash = hash.as_bytes().to_vec();
         let row = pool::read(&self.pool, move |c| {
-            c.prepare_cached(&format!("SELECT {TOKEN_COLUMNS} FROM tokens WHERE secret_hash = ?1"))?
-                .query_row([hash], token_row)
-                .optional()
+            // Two indexed lookups (SQLite's OR optimisation uses both
+            // unique indexes).
+            c.prepare_cached(&format!(
+                "SELECT {TOKEN_COLUMNS} FROM tokens WHERE secret_hash = ?1 OR previous_secret_hash = ?1"
+            ))?
+            .query_row([hash], token_row)
+            .optional()
         })
         .await?;
         row.map(TokenRow::into_token).transpose()
@@ -210,42 +295,103 @@ impl TokenRepository for SqliteStore {
         Ok(Page::from_rows(tokens, limit))
     }
 
-    async fn update(&self, token: &Token, expected_version: u64) -> Result<(), UpdateError> {
+    async fn list_org(
+        &self,
+        org: &OrgName,
+        owner: Option<UserName>,
+        after: Option<Cursor>,
+        limit: usize,
+    ) -> Result<Page, BackendError> {
+        let (org, owner) = (org.to_string(), owner.map(|user| user.to_string()));
+        let (after_created, after_id) = match after {
+            Some(cursor) => (Some(micros(cursor.created_at)), Some(cursor.id.to_string())),
+            None => (None, None),
+        };
+        let fetch = i64::try_from(Page::rows_to_read(limit)).unwrap_or(i64::MAX);
+        let rows = pool::read(&self.pool, move |c| {
+            let mut statement = c.prepare_cached(&format!(
+                "SELECT {TOKEN_COLUMNS} FROM tokens
+                 WHERE org = ?1 AND (?2 IS NULL OR owner = ?2)
+                   AND (?3 IS NULL OR created_at < ?3 OR (created_at = ?3 AND id < ?4))
+                 ORDER BY created_at DESC, id DESC
+                 LIMIT ?5"
+            ))?;
+            statement
+                .query_map(params![org, owner, after_created, after_id, fetch], token_row)?
+                .collect::<rusqlite::Result<Vec<_>>>()
+        })
+        .await?;
+        let tokens = rows.into_iter().map(TokenRow::into_token).collect::<Result<Vec<_>, _>>()?;
+        Ok(Page::from_rows(tokens, limit))
+    }
+
+    async fn update(&self, token: &Token, expected_version: u64, event: &AuditEvent) -> Result<(), UpdateError> {
         let id = token.id.to_string();
         let name = token.name.to_string();
         let apis = encode_apis(token.policy.apis());
         let grants = encode_grants(token.policy.grants());
         let referers = encode_referers(token.policy.referers());
+        let allowed_ips = encode_allowed_ips(token.policy.allowed_ips());
         let updated_at = micros(token.updated_at);
         let version = version_to_column(token.version)?;
         let expected = version_to_column(expected_version)?;
+        let event = AuditRow::from_event(event);
         pool::write(&self.pool, move |c| {
             let transaction = c.transaction_with_behavior(TransactionBehavior::Immediate).map_err(backend)?;
             let changed = transaction.execute(
-                "UPDATE tokens SET name = ?1, allowed_apis = ?2, grants = ?3, referers = ?4, updated_at = ?5,
-                        version = ?6
-                 WHERE id = ?7 AND version = ?8",
-                params![name, apis, grants, referers, updated_at, version, id, expected],
+                "UPDATE tokens SET name = ?1, allowed_apis = ?2, grants = ?3, referers = ?4, allowed_ips = ?5,
+                        updated_at = ?6, version = ?7
+                 WHERE id = ?8 AND version = ?9",
+                params![name, apis, grants, referers, allowed_ips, updated_at, version, id, expected],
             );
             match changed {
                 Ok(1) => {}
-                Ok(_) => {
-                    let exists: bool = transaction
-                        .query_row("SELECT EXISTS (SELECT 1 FROM tokens WHERE id = ?1)", [&id], |r| r.get(0))
-                        .map_err(backend)?;
-                    return Err(if exists { UpdateError::Conflict } else { UpdateError::NotFound });
-                }
+                Ok(_) => return Err(missing_or_changed(&transaction, &id)?),
                 Err(e) if unique_violation(&e).is_some() => return Err(UpdateError::NameTaken),
                 Err(e) => return Err(UpdateError::Backend(backend(e))),
             }
+            record(&transaction, &event)?;
             transaction.commit().map_err(|e| UpdateError::Backend(backend(e)))
         })
         .await
     }
 
-    async fn delete(&self, id: &TokenId, expected_version: Option<u64>) -> Result<(), DeleteError> {
+    async fn roll(&self, token: &Token, expected_version: u64, event: &AuditEvent) -> Result<(), UpdateError> {
+        let row = TokenRow::from_token(token)?;
+        let expected = version_to_column(expected_version)?;
+        let event = AuditRow::from_event(event);
+        pool::write(&self.pool, move |c| {
+            let transaction = c.transaction_with_behavior(TransactionBehavior::Immediate).map_err(backend)?;
+            let changed = transaction
+                .execute(
+                    "UPDATE tokens SET secret_hash = ?1, sealed_secret = ?2, previous_secret_hash = ?3,
+                            previous_expires_at = ?4, updated_at = ?5, version = ?6
+                     WHERE id = ?7 AND version = ?8",
+                    params![
+                        row.secret_hash,
+                        row.sealed_secret,
+                        row.previous_secret_hash,
+                        row.previous_expires_at.map(micros),
+                        micros(row.updated_at),
+                        row.version,
+                        row.id,
+                        expected,
+                    ],
+                )
+                .map_err(backend)?;
+            if changed != 1 {
+                return Err(missing_or_changed(&transaction, &row.id)?);
+            }
+            record(&transaction, &event)?;
+            transaction.commit().map_err(|e| UpdateError::Backend(backend(e)))
+        })
+        .await
+    }
+
+    async fn delete(&self, id: &TokenId, expected_version: Option<u64>, event: &AuditEvent) -> Result<(), DeleteError> {
         let id = id.to_string();
         let expected = expected_version.map(version_to_column).transpose()?;
+        let event = AuditRow::from_event(event);
         pool::write(&self.pool, move |c| {
             let transaction = c.transaction_with_behavior(TransactionBehavior::Immediate).map_err(backend)?;
             let deleted = transaction
@@ -257,6 +403,7 @@ impl TokenRepository for SqliteStore {
                     .map_err(backend)?;
                 return Err(if exists { DeleteError::Conflict } else { DeleteError::NotFound });
             }
+            record(&transaction, &event)?;
             transaction.commit().map_err(|e| DeleteError::Backend(backend(e)))
         })
         .await
@@ -375,16 +522,23 @@ impl ConnectionCatalog for SqliteStore {
 
 #[async_trait]
 impl UserDirectory for SqliteStore {
-    async fn create_user(&self, principal: &Principal, key_hash: &SecretHash) -> Result<(), CreateUserError> {
+    async fn create_user(
+        &self,
+        principal: &Principal,
+        role: Role,
+        key_hash: &SecretHash,
+    ) -> Result<(), CreateUserError> {
+        let admin = role.is_admin();
         let org = principal.org.to_string();
         let user = principal.user.to_string();
         let hash = key_hash.as_bytes().to_vec();
         pool::write(&self.pool, move |c| {
             let transaction = c.transaction_with_behavior(TransactionBehavior::Immediate).map_err(backend)?;
             transaction.execute("INSERT OR IGNORE INTO orgs (name) VALUES (?1)", [&org]).map_err(backend)?;
-            match transaction
-                .execute("INSERT INTO users (org, name, key_hash) VALUES (?1, ?2, ?3)", params![org, user, hash])
-            {
+            match transaction.execute(
+                "INSERT INTO users (org, name, key_hash, admin) VALUES (?1, ?2, ?3, ?4)",
+                params![org, user, hash, admin],
+            ) {
                 Ok(_) => {}
                 Err(e) => {
                     return Err(match unique_violation(&e) {
@@ -401,18 +555,21 @@ impl UserDirectory for SqliteStore {
         .await
     }
 
-    async fn find_by_key_hash(&self, key_hash: &SecretHash) -> Result<Option<Principal>, BackendError> {
+    async fn find_by_key_hash(&self, key_hash: &SecretHash) -> Result<Option<Identity>, BackendError> {
         let hash = key_hash.as_bytes().to_vec();
-        let row: Option<(String, String)> = pool::read(&self.pool, move |c| {
-            c.prepare_cached("SELECT org, name FROM users WHERE key_hash = ?1")?
-                .query_row([hash], |r| Ok((r.get(0)?, r.get(1)?)))
+        let row: Option<(String, String, bool)> = pool::read(&self.pool, move |c| {
+            c.prepare_cached("SELECT org, name, admin FROM users WHERE key_hash = ?1")?
+                .query_row([hash], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
                 .optional()
         })
         .await?;
-        row.map(|(org, user)| {
-            Ok(Principal {
-                org: OrgName::new(&org).map_err(|_| BackendError::corrupt("user org"))?,
-                user: UserName::new(&user).map_err(|_| BackendError::corrupt("user name"))?,
+        row.map(|(org, user, admin)| {
+            Ok(Identity {
+                principal: Principal {
+                    org: OrgName::new(&org).map_err(|_| BackendError::corrupt("user org"))?,
+                    user: UserName::new(&user).map_err(|_| BackendError::corrupt("user name"))?,
+                },
+                role: if admin { Role::Admin } else { Role::Member },
             })
         })
         .transpose()
@@ -420,6 +577,98 @@ impl UserDirectory for SqliteStore {
 
     async fn has_users(&self) -> Result<bool, BackendError> {
         pool::read(&self.pool, |c| c.query_row("SELECT EXISTS (SELECT 1 FROM users)", [], |r| r.get(0))).await
+    }
+}
+
+#[async_trait]
+impl AuditLog for SqliteStore {
+    async fn events(
+        &self,
+        scope: AuditScope,
+        token: Option<TokenId>,
+        after: Option<AuditCursor>,
+        limit: usize,
+    ) -> Result<AuditPage, BackendError> {
+        let (org, owner) = match scope {
+            AuditScope::Org(org) => (org.to_string(), None),
+            AuditScope::Owner(owner) => (owner.org.to_string(), Some(owner.user.to_string())),
+        };
+        let token = token.map(|id| id.to_string());
+        let (after_at, after_id) = match after {
+            Some(cursor) => (Some(micros(cursor.at)), Some(cursor.id.to_string())),
+            None => (None, None),
+        };
+        let fetch = i64::try_from(Page::rows_to_read(limit)).unwrap_or(i64::MAX);
+        let rows = pool::read(&self.pool, move |c| {
+            let mut statement = c.prepare_cached(&format!(
+                "SELECT {AUDIT_COLUMNS} FROM audit_events
+                 WHERE org = ?1 AND (?2 IS NULL OR token_owner = ?2) AND (?3 IS NULL OR token_id = ?3)
+                   AND (?4 IS NULL OR at < ?4 OR (at = ?4 AND id < ?5))
+                 ORDER BY at DESC, id DESC
+                 LIMIT ?6"
+            ))?;
+            statement
+                .query_map(params![org, owner, token, after_at, after_id, fetch], audit_row)?
+                .collect::<rusqlite::Result<Vec<_>>>()
+        })
+        .await?;
+        let events = rows.into_iter().map(AuditRow::into_event).collect::<Result<Vec<_>, _>>()?;
+        Ok(AuditPage::from_rows(events, limit))
+    }
+}
+
+#[async_trait]
+impl OrgPolicies for SqliteStore {
+    async fn policy(&self, org: &OrgName) -> Result<OrgPolicy, BackendError> {
+        let org = org.to_string();
+        let columns = pool::read(&self.pool, move |c| {
+            c.prepare_cached(
+                "SELECT max_lifetime_days, require_referers, allowed_apis FROM org_policies WHERE org = ?1",
+            )?
+            .query_row([org], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+            .optional()
+        })
+        .await?;
+        columns.map_or_else(|| Ok(OrgPolicy::default()), policy_from_columns)
+    }
+
+    async fn replace_policy(
+        &self,
+        org: &OrgName,
+        expected: &OrgPolicy,
+        new: &OrgPolicy,
+        event: &AuditEvent,
+    ) -> Result<(), PolicyWriteError> {
+        let org = org.to_string();
+        let (expected, new) = (*expected, policy_columns(new));
+        let event = AuditRow::from_event(event);
+        pool::write(&self.pool, move |c| {
+            let transaction = c.transaction_with_behavior(TransactionBehavior::Immediate).map_err(backend)?;
+            let stored = transaction
+                .query_row(
+                    "SELECT max_lifetime_days, require_referers, allowed_apis FROM org_policies WHERE org = ?1",
+                    [&org],
+                    |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+                )
+                .optional()
+                .map_err(backend)?;
+            let current = stored.map_or_else(|| Ok(OrgPolicy::default()), policy_from_columns)?;
+            if current != expected {
+                return Err(PolicyWriteError::Conflict);
+            }
+            let (days, require_referers, apis) = new;
+            transaction
+                .execute(
+                    "INSERT INTO org_policies (org, max_lifetime_days, require_referers, allowed_apis)
+                     VALUES (?1, ?2, ?3, ?4)
+                     ON CONFLICT (org) DO UPDATE SET max_lifetime_days = ?2, require_referers = ?3, allowed_apis = ?4",
+                    params![org, days, require_referers, apis],
+                )
+                .map_err(backend)?;
+            record(&transaction, &event)?;
+            transaction.commit().map_err(|e| PolicyWriteError::Backend(backend(e)))
+        })
+        .await
     }
 }
 

@@ -45,10 +45,10 @@ async fn reopening_keeps_data_and_a_newer_schema_is_refused() {
     let key = UserKey::generate(&mut rand::rngs::SysRng).unwrap();
     {
         let store = SqliteStore::open(&path).await.unwrap();
-        store.create_user(&ana, &key.hash()).await.unwrap();
+        store.create_user(&ana, latchkey_domain::Role::Admin, &key.hash()).await.unwrap();
     }
     let store = SqliteStore::open(&path).await.unwrap();
-    assert_eq!(store.find_by_key_hash(&key.hash()).await.unwrap(), Some(ana));
+    assert_eq!(store.find_by_key_hash(&key.hash()).await.unwrap().map(|i| i.principal), Some(ana));
     drop(store);
 
     let raw = rusqlite::Connection::open(&path).unwrap();

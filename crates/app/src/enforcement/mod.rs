@@ -189,6 +189,7 @@ impl Enforcer {
     }
 
     fn conclude(&self, pending: Pending, body: BodyView<'_>) -> (Verdict, Option<CanonicalRequest>) {
+        let client_ip = pending.head.client_ip();
         let canonical = match pending.head.with_body(body) {
             Ok(canonical) => canonical,
             Err(ambiguity) => return (ambiguity.into(), None),
@@ -201,7 +202,7 @@ impl Enforcer {
             Ok(mapped) => mapped,
             Err(unmappable) => return (unmappable.into(), None),
         };
-        let verdict = match self.authorizer.decide(&pending.admitted, &mapped.access_request()) {
+        let verdict = match self.authorizer.decide(&pending.admitted, &mapped.access_request().from_client(client_ip)) {
             Decision::Allowed => Verdict::Allowed(Bearer {
                 org: pending.admitted.owner().org.clone(),
                 user: pending.admitted.owner().user.clone(),

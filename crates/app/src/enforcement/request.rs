@@ -28,6 +28,7 @@
 //! gateway forwards exactly what was decided.
 
 use std::fmt;
+use std::net::IpAddr;
 
 use percent_encoding::{AsciiSet, CONTROLS, percent_decode, utf8_percent_encode};
 
@@ -166,6 +167,9 @@ pub struct RequestHead {
     referer: Option<String>,
     origin: Option<String>,
     body: BodyPresence,
+    /// The end client's address, as the connection and the trusted proxies
+    /// tell it; not part of what the request says about itself.
+    client_ip: Option<IpAddr>,
 }
 
 /// The two body formats a data API request may use.
@@ -472,7 +476,22 @@ impl RequestHead {
             referer: single(&headers.referer, "Referer")?.map(str::to_owned),
             origin: single(&headers.origin, "Origin")?.map(str::to_owned),
             body,
+            client_ip: None,
         })
+    }
+
+    /// The same request, from the client at `client_ip` (`None`: not
+    /// known, which a token restricted to addresses refuses).
+    #[must_use]
+    pub fn from_client(mut self, client_ip: Option<IpAddr>) -> Self {
+        self.client_ip = client_ip;
+        self
+    }
+
+    /// The end client's address, when known.
+    #[must_use]
+    pub fn client_ip(&self) -> Option<IpAddr> {
+        self.client_ip
     }
 
     /// The method.
