@@ -157,6 +157,20 @@ async fn every_denial_reason_through_authorize() {
         let (allowed, reason) = server.authorize(request.clone()).await;
         assert_eq!((allowed, reason.as_deref()), (expected.is_none(), expected), "{request}");
     }
+    // Restricted to addresses: after the referer, before the connection.
+    let path = format!("/v3/tokens/{}", token["id"].as_str().unwrap());
+    let (status, _) = server.call(Method::PATCH, &path, key, Some(json!({"allowed_ips": ["192.0.2.0/24"]}))).await;
+    assert_eq!(status, StatusCode::OK);
+    for (request, expected) in [
+        (with(json!({"client_ip": "192.0.2.1"})), None),
+        (with(json!({"client_ip": "198.51.100.1"})), Some("ip_not_allowed")),
+        (with(json!({})), Some("ip_not_allowed")),
+        (with(json!({"client_ip": "198.51.100.1", "referer": "https://evil.example/"})), Some("referer_not_allowed")),
+        (with(json!({"client_ip": "198.51.100.1", "connection_name": "elsewhere"})), Some("ip_not_allowed")),
+    ] {
+        let (allowed, reason) = server.authorize(request.clone()).await;
+        assert_eq!((allowed, reason.as_deref()), (expected.is_none(), expected), "{request}");
+    }
     let lds = json!({"token": short["token"], "api": "lds"});
     assert_eq!(server.authorize(lds.clone()).await, (true, None));
     tokio::time::sleep(std::time::Duration::from_millis(2200)).await;
@@ -169,6 +183,8 @@ async fn every_denial_reason_through_authorize() {
         json!({"token": value, "api": "maps", "connection_name": "carto_dw", "source_type": "view", "source": "x"}),
         json!({"api": "lds"}),
         json!({"token": value, "api": "lds", "referrer": "https://x"}),
+        json!({"token": value, "api": "lds", "client_ip": "192.0.2.1/32"}),
+        json!({"token": value, "api": "lds", "dry_run": "yes"}),
     ] {
         let (status, body) = server.call(Method::POST, "/v3/authorize", None, Some(bad.clone())).await;
         assert_eq!(status, StatusCode::BAD_REQUEST, "{bad} → {body}");
@@ -429,14 +445,18 @@ async fn users_never_see_each_others_tokens() {
             let intruder_key = Some(intruder_key.as_str());
             for reference in [token["id"].as_str().unwrap(), token["token"].as_str().unwrap()] {
                 let path = format!("/v3/tokens/{reference}");
+                let roll = format!("{path}/roll");
                 let attempts = [
-                    (Method::GET, None),
-                    (Method::PATCH, Some(json!({"referers": ["https://evil.example/"]}))),
-                    (Method::PATCH, Some(json!({"expiration_date": "2030-01-01T00:00:00Z"}))),
-                    (Method::DELETE, None),
+                    (Method::GET, &path, None),
+                    (Method::PATCH, &path, Some(json!({"referers": ["https://evil.example/"]}))),
+                    (Method::PATCH, &path, Some(json!({"allowed_ips": ["0.0.0.0/0"]}))),
+                    (Method::PATCH, &path, Some(json!({"expiration_date": "2030-01-01T00:00:00Z"}))),
+                    (Method::POST, &roll, Some(json!({"grace_seconds": 600}))),
+                    (Method::POST, &roll, None),
+                    (Method::DELETE, &path, None),
                 ];
-                for (method, body) in attempts {
-                    let (status, got) = server.call(method.clone(), &path, intruder_key, body.clone()).await;
+                for (method, path, body) in attempts {
+                    let (status, got) = server.call(method.clone(), path, intruder_key, body.clone()).await;
                     let expected = if body.as_ref().is_some_and(|b| b.get("expiration_date").is_some()) {
                         // Refused before any lookup, for every token alike:
                         // it tells nothing about this one.
@@ -449,8 +469,38 @@ async fn users_never_see_each_others_tokens() {
             }
             let (_, list) = server.call(Method::GET, "/v3/tokens", intruder_key, None).await;
             assert!(list["data"].as_array().unwrap().iter().all(|t| t["id"] != token["id"]));
+            // Nor its history, nor the org's tokens: members are no admins.
+            let history = format!("/v3/audit?token={}", token["id"].as_str().unwrap());
+            let (status, events) = server.call(Method::GET, &history, intruder_key, None).await;
+            assert_eq!((status, events["data"].clone()), (StatusCode::OK, json!([])), "{intruder}: {owner}'s history");
+            let revoke = format!("/v3/org/tokens/{}", token["id"].as_str().unwrap());
+            for (method, path) in [(Method::GET, "/v3/org/tokens"), (Method::DELETE, revoke.as_str())] {
+                let (status, got) = server.call(method.clone(), path, intruder_key, None).await;
+                assert_eq!(
+                    (status, got["code"].as_str()),
+                    (StatusCode::FORBIDDEN, Some("forbidden")),
+                    "{method} {path}"
+                );
+            }
         }
     }
+    // An admin of another org reaches none of them.
+    let boss = support::create_admin(&db, "initech", "boss");
+    for (owner, _, token) in &tokens {
+        let id = token["id"].as_str().unwrap();
+        for (method, path) in [
+            (Method::DELETE, format!("/v3/org/tokens/{id}")),
+            (Method::GET, format!("/v3/tokens/{id}")),
+            (Method::POST, format!("/v3/tokens/{id}/roll")),
+        ] {
+            let (status, _) = server.call(method.clone(), &path, Some(&boss), None).await;
+            assert_eq!(status, StatusCode::NOT_FOUND, "initech's admin: {method} {owner}'s token");
+        }
+    }
+    let (_, theirs) = server.call(Method::GET, "/v3/org/tokens", Some(&boss), None).await;
+    assert_eq!(theirs["data"], json!([]), "initech's admin lists initech's tokens only");
+    let (_, their_log) = server.call(Method::GET, "/v3/audit", Some(&boss), None).await;
+    assert_eq!(their_log["data"], json!([]), "and reads initech's log only");
     // Nothing changed: every owner sees their token exactly as created.
     for (owner, key, token) in &tokens {
         let (status, now) =
@@ -564,15 +614,18 @@ async fn users_of_an_identity_provider_sign_in_with_jwts() {
             "https://idp.test/",
             "--jwt-audience",
             "latchkey",
+            "--jwt-admin-claim",
+            "roles=latchkey-admin",
         ],
         &[],
         &dir.path().join("server.log"),
     );
-    let jwt = |sub: &str, exp_offset: i64| {
-        let claims = json!({"iss": "https://idp.test/", "aud": "latchkey", "sub": sub, "org": "acme",
+    let signed = |sub: &str, org: &str, roles: Value, exp_offset: i64| {
+        let claims = json!({"iss": "https://idp.test/", "aud": "latchkey", "sub": sub, "org": org, "roles": roles,
             "exp": get_current_timestamp() as i64 + exp_offset});
         encode(&Header::default(), &claims, &EncodingKey::from_secret(secret.as_bytes())).unwrap()
     };
+    let jwt = |sub: &str, exp_offset: i64| signed(sub, "acme", json!(["dev"]), exp_offset);
     let ana = jwt("auth0|ana", 600);
     let (status, token) = server
         .call(
@@ -590,6 +643,25 @@ async fn users_of_an_identity_provider_sign_in_with_jwts() {
     assert_eq!(other["data"], json!([]));
     let (status, _) = server.call(Method::GET, "/v3/tokens", Some(&jwt("auth0|ana", -120)), None).await;
     assert_eq!(status, StatusCode::UNAUTHORIZED, "expired");
+
+    // Roles come from the claim named by --jwt-admin-claim, and only there.
+    let org_tokens = "/v3/org/tokens";
+    let (status, _) = server.call(Method::GET, org_tokens, Some(&jwt("auth0|ana", 60)), None).await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "a JWT member");
+    let admin = signed("auth0|root", "acme", json!(["dev", "latchkey-admin"]), 60);
+    let (status, page) = server.call(Method::GET, org_tokens, Some(&admin), None).await;
+    assert_eq!(status, StatusCode::OK, "{page}");
+    assert_eq!(page["data"][0]["id"], token["id"]);
+    assert_eq!((page["data"][0]["owner"].as_str(), &page["data"][0]["token"]), (Some("auth0|ana"), &Value::Null));
+    let outsider = signed("auth0|root", "globex", json!(["latchkey-admin"]), 60);
+    let revoke = format!("/v3/org/tokens/{}", token["id"].as_str().unwrap());
+    let (status, _) = server.call(Method::DELETE, &revoke, Some(&outsider), None).await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "a JWT admin of another org");
+    let (status, _) = server.call(Method::DELETE, &revoke, Some(&admin), None).await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    let (_, history) = server.call(Method::GET, "/v3/audit", Some(&jwt("auth0|ana", 60)), None).await;
+    assert_eq!(history["data"][0]["action"], "token.revoked");
+    assert_eq!(history["data"][0]["actor"], json!({"user": "auth0|root", "org": "acme"}));
 }
 
 /// An OpenID Connect provider for the binary: discovery and a JWKS that

@@ -1,5 +1,5 @@
 //! Scale-out: two `latchkey serve` processes on one PostgreSQL database.
-//! A change or delete through one is honoured by the other at once, also
+//! A change, roll or delete through one is honoured by the other at once, also
 //! after the other's listening connection was killed.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::print_stdout)]
@@ -86,6 +86,26 @@ async fn two_instances_agree_on_every_change() {
     assert_eq!(status, StatusCode::NO_CONTENT);
     let took = until(&b, &table_request(&token, "p.d.rivers"), (false, Some("token_unknown"))).await;
     println!("B refused the deleted token after {took:?}");
+
+    // A roll through A: B serves the new value and, during the grace
+    // period, the previous one; a second roll without grace ends both
+    // older values on B at once, though B had cached the token under each.
+    let (rolling, first) = create_roads_token(&a, key).await;
+    let roll = format!("/v3/tokens/{}/roll", rolling["id"].as_str().unwrap());
+    assert_eq!(b.authorize(first.clone()).await, (true, None));
+    let (status, rolled) = a.call(Method::POST, &roll, key, Some(json!({"grace_seconds": 600}))).await;
+    assert_eq!(status, StatusCode::OK, "{rolled}");
+    let second = table_request(&rolled, "p.d.roads");
+    for _ in 0..3 {
+        assert_eq!(b.authorize(second.clone()).await, (true, None), "B serves, and caches, the new value");
+        assert_eq!(b.authorize(first.clone()).await, (true, None), "and the previous one, in its grace period");
+    }
+    let (status, again) = a.call(Method::POST, &roll, key, Some(json!({"grace_seconds": 0}))).await;
+    assert_eq!(status, StatusCode::OK, "{again}");
+    let took = until(&b, &first, (false, Some("token_unknown"))).await;
+    println!("B refused the value two rolls back after {took:?}");
+    until(&b, &second, (false, Some("token_unknown"))).await;
+    assert_eq!(b.authorize(table_request(&again, "p.d.roads")).await, (true, None));
 
     // Kill B's listening connection. B notices, stops trusting its cache,
     // and subscribes again.

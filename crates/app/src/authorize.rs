@@ -123,7 +123,7 @@ impl Authorizer {
             (None, ticket) => match self.tokens.find_by_secret_hash(&hash).await? {
                 Some(found) => {
                     let found = Arc::new(found);
-                    self.cache.put(ticket, found.clone());
+                    self.cache.put(ticket, hash, found.clone());
                     found
                 }
                 None => return Ok(Err(DenyReason::TokenUnknown)),

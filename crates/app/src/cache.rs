@@ -130,14 +130,15 @@ impl TokenCache {
         (hit, ticket)
     }
 
-    /// Keeps `token`, read from storage under `ticket`, unless something was
-    /// evicted since the ticket was taken or the feed is down.
-    pub fn put(&self, ticket: Ticket, token: Arc<Token>) {
+    /// Keeps `token`, found in storage by `hash` under `ticket`, unless
+    /// something was evicted since the ticket was taken or the feed is
+    /// down. `hash` is the one looked up, which for a rolled token's
+    /// previous value is not the token's own: a change evicts both.
+    pub fn put(&self, ticket: Ticket, hash: SecretHash, token: Arc<Token>) {
         let Some(entries) = &self.entries else { return };
         if !self.trusted.load(Ordering::Acquire) || self.epoch.load(Ordering::Acquire) != ticket.0 {
             return;
         }
-        let hash = token.secret_hash;
         entries.insert(hash, token);
         // An eviction that raced with the insert above may have run before
         // it; undo the insert in that case rather than serve a stale token.
