@@ -274,6 +274,40 @@ fn v10_at_most_100_grants() {
 }
 
 #[test]
+fn v11_allowed_ips_are_addresses_or_ranges_at_most_50() {
+    let with = |ips: &[&str]| {
+        let mut d = draft(&["lds"], vec![], &[]);
+        d.allowed_ips = ips.iter().map(|s| (*s).to_owned()).collect();
+        d
+    };
+    let fifty: Vec<String> = (0..50).map(|i| format!("192.0.2.{i}")).collect();
+    let fifty: Vec<&str> = fifty.iter().map(String::as_str).collect();
+    let mut fifty_one = fifty.clone();
+    fifty_one.push("198.51.100.1");
+    let mut fifty_with_copies = fifty.clone();
+    fifty_with_copies.extend(["::ffff:192.0.2.0", "192.0.2.0/32"]);
+    check_table(
+        "V11",
+        vec![
+            ("none: any address", with(&[]), None, &[]),
+            ("v4, v6, ranges", with(&["192.0.2.7", "10.0.0.0/8", "2001:db8::/32", "::1"]), None, &[]),
+            ("host bits", with(&["10.0.0.0/8", "10.0.0.1/8"]), None, &[("allowed_ips[1]", "ip_range_invalid")]),
+            ("shorthand", with(&["10/8"]), None, &[("allowed_ips[0]", "ip_range_invalid")]),
+            ("zone", with(&["fe80::1%eth0"]), None, &[("allowed_ips[0]", "ip_range_invalid")]),
+            ("port", with(&["192.0.2.7:80"]), None, &[("allowed_ips[0]", "ip_range_invalid")]),
+            ("prefix", with(&["::/129"]), None, &[("allowed_ips[0]", "ip_range_invalid")]),
+            ("host name", with(&["localhost"]), None, &[("allowed_ips[0]", "ip_range_invalid")]),
+            ("fifty", with(&fifty), None, &[]),
+            ("fifty-one", with(&fifty_one), None, &[("allowed_ips", "too_many_ip_ranges")]),
+            ("copies fold before counting", with(&fifty_with_copies), None, &[]),
+        ],
+    );
+    let valid = run(&with(&["::ffff:10.0.0.0/104", "10.0.0.0/8", "2001:DB8::/32"]), None).unwrap();
+    let shown: Vec<String> = valid.policy.allowed_ips().iter().map(ToString::to_string).collect();
+    assert_eq!(shown, ["10.0.0.0/8", "2001:db8::/32"], "canonical and folded");
+}
+
+#[test]
 fn every_violation_is_reported_at_once_in_field_order() {
     let mut bad = draft(
         &["maps", "teleport"],
