@@ -13,6 +13,11 @@
 //! does. For every request: it was refused, or every reading is a request
 //! the token allows, with the token latchkey decided on and the identity
 //! latchkey reported.
+//!
+//! Tokens restricted to client addresses are tested through the same
+//! proxies: a client on 127.0.0.2 (not the proxies' trusted 127.0.0.1)
+//! sends `X-Forwarded-For` headers naming an address its token allows, and
+//! must still be seen as 127.0.0.2.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
@@ -714,6 +719,184 @@ async fn what_latchkey_authorizes_is_what_the_data_api_receives() {
                     failures.push(format!("{via:?} {:?}: the data API may read it as {reading:?}", case.name));
                 }
             }
+        }
+    }
+    assert!(failures.is_empty(), "{} failures:\n{}", failures.len(), failures.join("\n"));
+}
+
+// ---------------------------------------------------------------------------
+// Tokens restricted to client addresses (SPEC §13, `allowed_ips`).
+
+/// The test client's address: loopback, but not the proxies' own
+/// 127.0.0.1, which is latchkey's only trusted proxy.
+const CLIENT: [u8; 4] = [127, 0, 0, 2];
+/// The proxies' address, also a client on the proxies' own host.
+const PROXY: [u8; 4] = [127, 0, 0, 1];
+
+/// Headers a client sends to pass for 203.0.113.7, which the token
+/// `outside` allows: none may work through a documented proxy.
+const SPOOFS: &[(&str, &[u8])] = &[
+    ("one header", b"X-Forwarded-For: 203.0.113.7\r\n"),
+    ("two headers", b"X-Forwarded-For: 203.0.113.7\r\nX-Forwarded-For: 203.0.113.8\r\n"),
+    ("spaces and commas", b"X-Forwarded-For:   203.0.113.7 ,, 203.0.113.8 ,  \r\n"),
+    ("names itself, then a trusted proxy", b"X-Forwarded-For: 127.0.0.2, 203.0.113.7, 127.0.0.1\r\n"),
+    ("a trusted proxy on a line of its own", b"X-Forwarded-For: 203.0.113.7\r\nX-Forwarded-For: 127.0.0.1\r\n"),
+    ("garbage on the left", b"X-Forwarded-For: garbage, 203.0.113.7\r\n"),
+    ("garbage on the right", b"X-Forwarded-For: 203.0.113.7, garbage\r\n"),
+    ("ports and brackets", b"X-Forwarded-For: 203.0.113.7:443, [203.0.113.8]\r\n"),
+    ("unknown", b"X-Forwarded-For: unknown\r\n"),
+    ("empty", b"X-Forwarded-For:\r\n"),
+    ("not UTF-8", b"X-Forwarded-For: 203.0.113.7\xff\r\n"),
+    ("other letter cases", b"x-forwarded-for: 203.0.113.7\r\nX-FORWARDED-FOR: 203.0.113.8\r\n"),
+    ("underscores", b"X_Forwarded_For: 203.0.113.7\r\n"),
+    ("other headers", b"X-Real-IP: 203.0.113.7\r\nForwarded: for=203.0.113.7\r\nTrue-Client-IP: 203.0.113.7\r\n"),
+];
+
+/// One request of the address tests and what must come of it.
+struct AddressCase {
+    name: String,
+    from: [u8; 4],
+    token: String,
+    headers: Vec<u8>,
+    allowed: bool,
+}
+
+/// An lds request with `token` and raw extra `headers`.
+fn lds_request(id: &str, token: &str, headers: &[u8]) -> Vec<u8> {
+    let mut out = format!(
+        "GET /v3/lds/geocode?address=x HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\
+         X-Test-Case: {id}\r\nAuthorization: Bearer {token}\r\n"
+    )
+    .into_bytes();
+    out.extend(headers);
+    out.extend(b"\r\n");
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_token_restricted_to_addresses_sees_the_client_not_what_it_claims() {
+    let dir = TempDir::new("enforcement-ips");
+    let database = dir.sqlite_url();
+    let nginx_mode = ["--org", "default", "--forward-auth-headers", "nginx", "--trusted-proxies", "127.0.0.1"];
+    let server = Server::start(&database, &nginx_mode, &[], &dir.path().join("serve-nginx.log"));
+    let key = server.admin_key.clone().unwrap();
+    let caddy_mode =
+        ["--org", "default", "--forward-auth-headers", "caddy", "--trusted-proxies", "127.0.0.1", "--no-bootstrap"];
+    let caddy_server = Server::start(&database, &caddy_mode, &[], &dir.path().join("serve-caddy.log"));
+    let create = |allowed_ips: Value| {
+        let (server, key) = (&server, &key);
+        async move {
+            let body = json!({"allowed_apis": ["lds"], "grants": [], "allowed_ips": allowed_ips});
+            let (status, token) = server.call(Method::POST, "/v3/tokens", Some(key), Some(body)).await;
+            assert_eq!(status, StatusCode::CREATED, "{token}");
+            token["token"].as_str().unwrap().to_owned()
+        }
+    };
+    // `inside` holds the client's 127.0.0.2 (and 127.0.0.3), not the
+    // proxies' 127.0.0.1; `proxy` holds only the proxies' address.
+    let inside = create(json!(["203.0.113.0/24", "127.0.0.2/31"])).await;
+    let outside = create(json!(["203.0.113.0/24"])).await;
+    let proxy = create(json!(["127.0.0.1"])).await;
+    let open = create(json!([])).await;
+
+    let (upstream, log) = start_upstream().await;
+    let (nginx_port, caddy_port) = (free_port(), free_port());
+    let latchkey = server.url.trim_start_matches("http://");
+    let _nginx = start_nginx(&dir.path().join("nginx"), nginx_port, &upstream, latchkey);
+    let _caddy =
+        start_caddy(&dir.path().join("caddy"), caddy_port, &upstream, caddy_server.url.trim_start_matches("http://"));
+
+    let case = |name: &str, from, token: &str, headers: &[u8], allowed| AddressCase {
+        name: name.to_owned(),
+        from,
+        token: token.to_owned(),
+        headers: headers.to_vec(),
+        allowed,
+    };
+    let mut cases = vec![
+        case("the client is inside allowed_ips", CLIENT, &inside, b"", true),
+        case("the client is outside allowed_ips", CLIENT, &outside, b"", false),
+        case("the proxy's address is not the client's", CLIENT, &proxy, b"", false),
+        case("a token without allowed_ips", CLIENT, &open, b"", true),
+        // A client whose own address latchkey trusts as a proxy is still
+        // the client: it must not be skipped for what it wrote (nginx's
+        // `$proxy_add_x_forwarded_for` would let it).
+        case("a client on the proxy's address", PROXY, &proxy, b"X-Forwarded-For: 203.0.113.7\r\n", true),
+        case("a client on the proxy's address, spoofing", PROXY, &outside, b"X-Forwarded-For: 203.0.113.7\r\n", false),
+        case(
+            "a client on the proxy's address, spoofing a chain",
+            PROXY,
+            &outside,
+            b"X-Forwarded-For: 203.0.113.7, 127.0.0.1\r\n",
+            false,
+        ),
+    ];
+    for (name, headers) in SPOOFS {
+        cases.push(case(&format!("spoofed, {name}"), CLIENT, &outside, headers, false));
+        // The proxy replaced the header: the real client still passes.
+        cases.push(case(&format!("spoof ignored, {name}"), CLIENT, &inside, headers, true));
+    }
+
+    let mut failures = Vec::new();
+    for (via, port) in [(Via::Nginx, nginx_port), (Via::Caddy, caddy_port)] {
+        for (index, case) in cases.iter().enumerate() {
+            let id = format!("ips-{via:?}-{index}");
+            let answer =
+                support::exchange_from(case.from.into(), port, &lds_request(&id, &case.token, &case.headers)).await;
+            tokio::time::sleep(Duration::from_millis(5)).await;
+            let received = log.lock().unwrap().remove(&id);
+            let reason = answer.header("x-latchkey-reason").unwrap_or_default();
+            match (case.allowed, received) {
+                (true, Some(received)) => {
+                    // Each proxy tells the data API who the client is, as
+                    // it told latchkey.
+                    let forwarded_for: Vec<&str> = received
+                        .headers
+                        .iter()
+                        .filter(|(n, _)| n == "x-forwarded-for")
+                        .map(|(_, v)| v.as_str())
+                        .collect();
+                    let from = std::net::Ipv4Addr::from(case.from).to_string();
+                    if forwarded_for != [from.as_str()] {
+                        failures.push(format!("{via:?} {:?}: the data API got {forwarded_for:?}", case.name));
+                    }
+                }
+                (true, None) => {
+                    failures.push(format!("{via:?} refused {:?}: {} {reason:?}", case.name, answer.status));
+                }
+                (false, Some(_)) => failures.push(format!("{via:?} forwarded {:?} ({})", case.name, answer.status)),
+                (false, None) if (answer.status, reason) != (403, "ip_not_allowed") => {
+                    failures.push(format!("{via:?} {:?}: refused with {} {reason:?}", case.name, answer.status));
+                }
+                (false, None) => {}
+            }
+        }
+    }
+
+    // Straight to forward-auth, not through a proxy: from 127.0.0.2 the
+    // header is the client's word and is ignored; from the trusted
+    // 127.0.0.1 it names the client.
+    let ask = |from: [u8; 4], token: &str| {
+        let request = format!(
+            "GET /v3/forward-auth HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\
+             X-Original-Method: GET\r\nX-Original-URI: /v3/lds/geocode\r\nX-Original-Body: /\r\n\
+             X-Forwarded-For: 203.0.113.7\r\nAuthorization: Bearer {token}\r\n\r\n"
+        );
+        let port: u16 = latchkey.rsplit(':').next().unwrap().parse().unwrap();
+        async move {
+            let answer = support::exchange_from(from.into(), port, request.as_bytes()).await;
+            (answer.status, answer.header("x-latchkey-reason").unwrap_or_default().to_owned())
+        }
+    };
+    let direct = [
+        ("untrusted peer, spoofing", ask(CLIENT, &outside).await, (403, "ip_not_allowed")),
+        ("untrusted peer, its own address", ask(CLIENT, &inside).await, (200, "")),
+        ("trusted peer, the client it names", ask(PROXY, &outside).await, (200, "")),
+        ("trusted peer, not itself", ask(PROXY, &proxy).await, (403, "ip_not_allowed")),
+    ];
+    for (name, (status, reason), (expected_status, expected_reason)) in direct {
+        if (status, reason.as_str()) != (expected_status, expected_reason) {
+            failures.push(format!("forward-auth {name:?}: {status} {reason:?}"));
         }
     }
     assert!(failures.is_empty(), "{} failures:\n{}", failures.len(), failures.join("\n"));

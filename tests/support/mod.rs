@@ -259,3 +259,48 @@ pub async fn parse(response: Response) -> (StatusCode, Value) {
     let body = if text.is_empty() { Value::Null } else { serde_json::from_str(&text).unwrap_or(Value::String(text)) };
     (status, body)
 }
+
+/// An answer read off the wire: the status (0 when the connection closed
+/// without one) and the headers, names in lower case.
+#[derive(Clone, Debug, Default)]
+pub struct RawAnswer {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    /// Everything after the head, as text (chunked framing left in).
+    pub body: String,
+}
+
+impl RawAnswer {
+    /// The first value of header `name` (lower case).
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.iter().find(|(n, _)| n == name).map(|(_, v)| v.as_str())
+    }
+}
+
+/// Sends raw `bytes` to `127.0.0.1:port` from the local address `from`
+/// and reads the answer until the server closes (send `Connection:
+/// close`). On Linux all of 127.0.0.0/8 is loopback, so `127.0.0.2` is a
+/// client that is not the proxies' own `127.0.0.1`.
+pub async fn exchange_from(from: std::net::IpAddr, port: u16, bytes: &[u8]) -> RawAnswer {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let exchange = async {
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        socket.bind((from, 0).into()).expect("bind the client's address");
+        let mut stream = socket.connect(([127, 0, 0, 1], port).into()).await.expect("connect");
+        assert_eq!(stream.local_addr().unwrap().ip(), from, "the client's own address");
+        stream.write_all(bytes).await.ok()?;
+        let mut answer = Vec::new();
+        let _ = stream.read_to_end(&mut answer).await;
+        let text = String::from_utf8_lossy(&answer);
+        let head = text.split("\r\n\r\n").next().unwrap_or("");
+        let mut lines = head.split("\r\n");
+        let status = lines.next()?.split(' ').nth(1)?.parse().ok()?;
+        let headers = lines
+            .filter_map(|line| line.split_once(':'))
+            .map(|(name, value)| (name.trim().to_ascii_lowercase(), value.trim().to_owned()))
+            .collect();
+        let body = text.split_once("\r\n\r\n").map_or("", |(_, body)| body).to_owned();
+        Some(RawAnswer { status, headers, body })
+    };
+    tokio::time::timeout(Duration::from_secs(10), exchange).await.ok().flatten().unwrap_or_default()
+}

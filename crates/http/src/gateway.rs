@@ -168,11 +168,18 @@ async fn proxy(
     let (Verdict::Allowed(bearer), Some(canonical)) = (&verdict, canonical) else {
         return verdict_response(&verdict);
     };
-    let upstream =
-        match upstream_request(&gateway.settings.upstream, &parts.headers, peer, bearer, &canonical, passthrough) {
-            Ok(upstream) => upstream,
-            Err(response) => return *response,
-        };
+    let upstream = match upstream_request(
+        &gateway.settings.upstream,
+        &parts.headers,
+        peer,
+        &gateway.settings.rate.trusted_proxies,
+        bearer,
+        &canonical,
+        passthrough,
+    ) {
+        Ok(upstream) => upstream,
+        Err(response) => return *response,
+    };
     let metrics = gateway.enforcer.metrics();
     let started = Instant::now();
     match tokio::time::timeout(gateway.settings.upstream_timeout, gateway.client.request(upstream)).await {
@@ -206,6 +213,7 @@ fn upstream_request(
     upstream: &Uri,
     client_headers: &HeaderMap,
     peer: SocketAddr,
+    trusted_proxies: &latchkey_domain::ip::TrustedProxies,
     bearer: &latchkey_app::Bearer,
     canonical: &CanonicalRequest,
     passthrough: Option<Body>,
@@ -243,6 +251,7 @@ fn upstream_request(
             || (lower == "content-type" && rebuilt_body.is_some())
             || lower == "x-forwarded-host"
             || lower == "x-forwarded-proto"
+            || lower == "x-forwarded-for"
             || is_identity_header(lower);
         if !dropped {
             headers.append(name.clone(), value.clone());
@@ -251,9 +260,19 @@ fn upstream_request(
     if let Some(host) = client_headers.get(header::HOST) {
         headers.insert(HeaderName::from_static("x-forwarded-host"), host.clone());
     }
-    let forwarded_for = match client_headers.get("x-forwarded-for").and_then(|v| v.to_str().ok()) {
-        Some(previous) => format!("{previous}, {}", peer.ip()),
-        None => peer.ip().to_string(),
+    // The chain the data API sees is the one latchkey read the client
+    // from: from a trusted proxy, every line it sent, in order, and the
+    // proxy; from anyone else, the peer alone (what a client writes about
+    // itself is not passed on, as Caddy does). A line that is not text
+    // cannot be passed on faithfully, so the chain is not either.
+    let peer_ip = latchkey_domain::ip::canonical_address(peer.ip());
+    let lines: Option<Vec<&str>> =
+        client_headers.get_all("x-forwarded-for").iter().map(|value| value.to_str().ok()).collect();
+    let forwarded_for = match lines {
+        Some(lines) if trusted_proxies.is_trusted(peer_ip) && !lines.is_empty() => {
+            format!("{}, {peer_ip}", lines.join(", "))
+        }
+        _ => peer_ip.to_string(),
     };
     if let Ok(value) = HeaderValue::from_str(&forwarded_for) {
         headers.insert(HeaderName::from_static("x-forwarded-for"), value);

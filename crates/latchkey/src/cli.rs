@@ -191,6 +191,12 @@ pub struct ServeArgs {
     pub jwt: JwtArgs,
 }
 
+/// One item of a comma-separated list of addresses and ranges; the spaces
+/// around it (`a, b`) are the list's, not the item's.
+fn ip_range(raw: &str) -> Result<latchkey_domain::ip::IpRange, String> {
+    raw.trim().parse().map_err(|error| format!("{raw:?}: {error}"))
+}
+
 fn parse_org(raw: &str) -> Result<OrgName, String> {
     OrgName::new(raw).map_err(|error| format!("the org {error}"))
 }
@@ -210,14 +216,14 @@ pub struct NetworkArgs {
     /// Addresses or ranges never rate limited, comma-separated (the data
     /// services that call /v3/authorize for many end users), e.g.
     /// 10.0.0.0/8,192.0.2.7.
-    #[arg(long, env = "LATCHKEY_RATE_LIMIT_EXEMPT", value_delimiter = ',')]
+    #[arg(long, env = "LATCHKEY_RATE_LIMIT_EXEMPT", value_delimiter = ',', value_parser = ip_range)]
     pub rate_limit_exempt: Vec<latchkey_domain::ip::IpRange>,
     /// Proxies in front, comma-separated addresses or ranges: a request
     /// from one of them names its client in X-Forwarded-For, and the client
     /// is the rightmost address there that is not one of them (for rate
     /// limiting and for tokens restricted to addresses). From any other
     /// peer, X-Forwarded-For is ignored.
-    #[arg(long, env = "LATCHKEY_TRUSTED_PROXIES", value_delimiter = ',')]
+    #[arg(long, env = "LATCHKEY_TRUSTED_PROXIES", value_delimiter = ',', value_parser = ip_range)]
     pub trusted_proxies: Vec<latchkey_domain::ip::IpRange>,
     /// The most client connections open at once; more wait to be accepted.
     #[arg(long, env = "LATCHKEY_MAX_CONNECTIONS", default_value_t = 4096)]
