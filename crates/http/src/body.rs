@@ -301,6 +301,48 @@ where
     }
 }
 
+/// A whole number however JSON spells it: `30` or `30.0` (JSON Schema's
+/// `integer` is any number without a fraction, and generated clients in
+/// some languages write whole numbers with one). `30.5`, a negative number
+/// or one out of `T`'s range is refused.
+fn whole<'de, T, D>(deserializer: D) -> Result<T, D::Error>
+where
+    T: TryFrom<u64>,
+    D: serde::Deserializer<'de>,
+{
+    use serde::de::{Error, Unexpected};
+    let number = serde_json::Number::deserialize(deserializer)?;
+    let whole = number.as_u64().or_else(|| {
+        number.as_f64().filter(|f| f.fract() == 0.0 && (0.0..=9_007_199_254_740_992.0).contains(f)).map(|f| f as u64)
+    });
+    let expected = &"a whole number within range";
+    match whole {
+        Some(value) => T::try_from(value).map_err(|_| D::Error::invalid_value(Unexpected::Unsigned(value), expected)),
+        None => Err(D::Error::invalid_value(Unexpected::Other(&number.to_string()), expected)),
+    }
+}
+
+/// [`whole`] for an optional field: absent or `null` is `None`.
+pub(crate) fn optional_whole<'de, T, D>(deserializer: D) -> Result<Option<T>, D::Error>
+where
+    T: TryFrom<u64>,
+    D: serde::Deserializer<'de>,
+{
+    #[derive(Deserialize)]
+    struct Whole<T: TryFrom<u64>>(#[serde(deserialize_with = "whole")] T);
+    Ok(Option::<Whole<T>>::deserialize(deserializer)?.map(|Whole(value)| value))
+}
+
+/// [`whole`] for a required field that may be `null`: `Some(None)` for
+/// `null`, and absent is a missing field.
+pub(crate) fn nullable_whole<'de, T, D>(deserializer: D) -> Result<Option<Option<T>>, D::Error>
+where
+    T: TryFrom<u64>,
+    D: serde::Deserializer<'de>,
+{
+    optional_whole(deserializer).map(Some)
+}
+
 /// Accepts `null` as "present and null", for fields where that differs
 /// from absent (`"name": null` resets a token's name).
 pub(crate) fn double_option<'de, T, D>(deserializer: D) -> Result<Option<Option<T>>, D::Error>

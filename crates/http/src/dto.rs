@@ -306,11 +306,27 @@ pub struct AuthorizeRequest {
     /// The end client's IP address, as the data service saw it. A token
     /// with `allowed_ips` refuses a request without one.
     #[serde(default)]
-    #[schema(example = "203.0.113.7")]
+    #[schema(schema_with = client_ip_schema)]
     pub client_ip: Option<String>,
     /// Decide, but do not record a use of the token (a request tester).
     #[serde(default)]
     pub dry_run: Option<bool>,
+}
+
+/// An IPv4 or IPv6 address (RFC 2673 dotted quad, RFC 4291 text), or null.
+fn client_ip_schema() -> utoipa::openapi::schema::Schema {
+    use utoipa::openapi::schema::{KnownFormat, OneOfBuilder, SchemaFormat};
+    let format = |known| ObjectBuilder::new().schema_type(Type::String).format(Some(SchemaFormat::KnownFormat(known)));
+    OneOfBuilder::new()
+        .item(format(KnownFormat::Ipv4))
+        .item(format(KnownFormat::Ipv6))
+        .item(ObjectBuilder::new().schema_type(Type::Null))
+        .description(Some(
+            "The end client's IP address, as the data service saw it. A token with `allowed_ips` refuses a \
+             request without one.",
+        ))
+        .examples([serde_json::json!("203.0.113.7")])
+        .into()
 }
 
 /// A token of the org, as an org admin sees it: with its owner, never with
@@ -341,7 +357,7 @@ pub struct OrgTokenPage {
 pub struct RollRequest {
     /// How long the previous value keeps working, 0 to 604800 seconds (a
     /// week); 0, the default, ends it with the roll.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "crate::body::optional_whole")]
     #[schema(minimum = 0, maximum = 604_800)]
     pub grace_seconds: Option<u64>,
 }
@@ -405,15 +421,15 @@ pub struct AuditPageBody {
 pub struct PolicyBody {
     /// The longest a token may live, in days from its creation (1–36500);
     /// null for no bound.
-    #[serde(deserialize_with = "crate::body::double_option")]
-    #[schema(value_type = Option<u32>, minimum = 1, maximum = 36_500)]
+    #[serde(deserialize_with = "crate::body::nullable_whole")]
+    #[schema(value_type = Option<u32>, minimum = 1, maximum = 36_500, required = true)]
     pub max_lifetime_days: Option<Option<u32>>,
     /// Whether tokens for the sql, maps and lds APIs must name at least one
     /// referer.
     pub require_referers: bool,
     /// The APIs tokens may allow; null for all.
     #[serde(deserialize_with = "crate::body::double_option")]
-    #[schema(value_type = Option<Vec<ApiName>>, min_items = 1)]
+    #[schema(value_type = Option<Vec<ApiName>>, min_items = 1, required = true)]
     pub allowed_apis: Option<Option<Vec<String>>>,
 }
 
@@ -455,7 +471,7 @@ pub struct Status {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::body::decode;
+    use crate::body::{JsonBody, decode};
     use crate::error::ApiError;
 
     #[test]
@@ -520,6 +536,30 @@ mod tests {
         assert_eq!(names("SourceTypeName"), SourceType::ALL.map(|t| t.as_str().to_owned()));
         assert_eq!(names("ReasonName"), DenyReason::ALL.map(|r| r.as_str().to_owned()));
         assert_eq!(names("ProviderName"), Provider::ALL.map(|p| p.as_str().to_owned()));
+    }
+
+    #[test]
+    fn whole_numbers_however_json_spells_them() {
+        let days =
+            |body: &str| decode::<PolicyBody>(body.as_bytes()).and_then(JsonBody::strict).map(|p| p.max_lifetime_days);
+        let policy =
+            |days: &str| format!(r#"{{"max_lifetime_days": {days}, "require_referers": false, "allowed_apis": null}}"#);
+        assert_eq!(days(&policy("30")).unwrap(), Some(Some(30)));
+        assert_eq!(days(&policy("30.0")).unwrap(), Some(Some(30)), "JSON Schema's integer");
+        assert_eq!(days(&policy("3e1")).unwrap(), Some(Some(30)));
+        assert_eq!(days(&policy("null")).unwrap(), Some(None));
+        for bad in ["30.5", "-1", "\"30\"", "true", "4294967296", "1e400"] {
+            assert!(matches!(days(&policy(bad)), Err(ApiError::Validation(_) | ApiError::InvalidRequest(_))), "{bad}");
+        }
+        let missing = r#"{"require_referers": false, "allowed_apis": null}"#;
+        let Err(ApiError::Validation(details)) = days(missing) else { panic!("a required field") };
+        assert_eq!((details[0].field.as_str(), details[0].code.as_str()), ("max_lifetime_days", "required"));
+        let grace =
+            |body: &str| decode::<RollRequest>(body.as_bytes()).and_then(JsonBody::strict).map(|r| r.grace_seconds);
+        assert_eq!(grace(r#"{"grace_seconds": 60.0}"#).unwrap(), Some(60));
+        assert_eq!(grace(r#"{"grace_seconds": null}"#).unwrap(), None);
+        assert_eq!(grace("{}").unwrap(), None);
+        assert!(grace(r#"{"grace_seconds": 0.5}"#).is_err());
     }
 
     #[test]

@@ -24,6 +24,7 @@ use crate::{enforce, routes, web};
         (name = "tokens", description = "The caller's API access tokens"),
         (name = "authorize", description = "The decision data services ask for"),
         (name = "connections", description = "Connections to data warehouses"),
+        (name = "org", description = "The org's audit log, and for org admins its tokens and token policy"),
         (name = "system", description = "Liveness and readiness"),
         (name = "monitoring", description = "Prometheus metrics, for the monitoring system rather than API clients"),
         (name = "web page", description = "The Credentials page, a client of this API"),
@@ -71,8 +72,8 @@ pub(crate) fn router() -> OpenApiRouter<Services> {
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub(crate) enum Include {
-    /// What clients call: tokens, authorize, connections, system. What a
-    /// client generator should read.
+    /// What clients call: tokens, authorize, connections, the org's audit
+    /// log, tokens and policy, system. What a client generator should read.
     #[default]
     Client,
     /// Also the web page's files, forward-auth (called by proxies) and the
@@ -406,12 +407,17 @@ fn add_links(document: &mut Document) {
     else {
         return;
     };
-    for (name, operation_id) in
-        [("GetToken", "get_token"), ("UpdateToken", "update_token"), ("DeleteToken", "delete_token")]
-    {
+    for (name, operation_id, parameter) in [
+        ("GetToken", "get_token", "token"),
+        ("UpdateToken", "update_token", "token"),
+        ("DeleteToken", "delete_token", "token"),
+        ("RollToken", "roll_token", "token"),
+        ("AuditOfToken", "audit", "token"),
+        ("RevokeToken", "revoke_org_token", "id"),
+    ] {
         let link = LinkBuilder::new()
             .operation_id(operation_id)
-            .parameter("token", "$response.body#/id")
+            .parameter(parameter, "$response.body#/id")
             .description(format!("The created token, by id ({operation_id})"))
             .build();
         created.links.insert(name.to_owned(), RefOr::T(link));

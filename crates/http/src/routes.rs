@@ -230,7 +230,7 @@ pub async fn get_token(
     patch, path = "/v3/tokens/{token}", tag = "tokens",
     params(
         ("token" = String, Path, description = "The token's id or its value"),
-        ("If-Match" = Option<String>, Header, pattern = r#"^(\*|"[0-9]+")?$"#, description = "Apply only if the token's ETag still matches (`*`: whatever its version)"),
+        ("If-Match" = Option<String>, Header, pattern = r#"^(\*|"[0-9]{1,19}")?$"#, description = "Apply only if the token's ETag still matches (`*`: whatever its version)"),
     ),
     request_body = UpdateTokenRequest,
     security(("bearer" = [])),
@@ -270,7 +270,7 @@ pub async fn update_token(
     delete, path = "/v3/tokens/{token}", tag = "tokens",
     params(
         ("token" = String, Path, description = "The token's id or its value"),
-        ("If-Match" = Option<String>, Header, pattern = r#"^(\*|"[0-9]+")?$"#, description = "Delete only if the token's ETag still matches (`*`: whatever its version)"),
+        ("If-Match" = Option<String>, Header, pattern = r#"^(\*|"[0-9]{1,19}")?$"#, description = "Delete only if the token's ETag still matches (`*`: whatever its version)"),
     ),
     security(("bearer" = [])),
     responses(
@@ -384,7 +384,7 @@ pub async fn authorize(
     post, path = "/v3/tokens/{token}/roll", tag = "tokens",
     params(
         ("token" = String, Path, description = "The token's id or its value (the previous value works during its grace period)"),
-        ("If-Match" = Option<String>, Header, pattern = r#"^(\*|"[0-9]+")?$"#, description = "Roll only if the token's ETag still matches"),
+        ("If-Match" = Option<String>, Header, pattern = r#"^(\*|"[0-9]{1,19}")?$"#, description = "Roll only if the token's ETag still matches"),
     ),
     request_body(content = Option<RollRequest>, description = "Optional: an empty body is a roll without grace period"),
     security(("bearer" = [])),
@@ -468,7 +468,7 @@ pub async fn list_org_tokens(
 /// working at once, and its owner sees a `token.revoked` event.
 #[utoipa::path(
     delete, path = "/v3/org/tokens/{id}", tag = "org",
-    params(("id" = String, Path, description = "The token's id")),
+    params(("id" = String, Path, description = "The token's id (12 letters and digits; anything else is not found)")),
     security(("bearer" = [])),
     responses(
         (status = 204, description = "Revoked"),
@@ -531,7 +531,7 @@ fn wire(value: &AuditValue) -> serde_json::Value {
 #[utoipa::path(
     get, path = "/v3/audit", tag = "org",
     params(
-        ("token" = Option<String>, Query, description = "Only the events of this token (its id)"),
+        ("token" = Option<String>, Query, pattern = "^[A-Za-z0-9]{12}$", description = "Only the events of this token (its id)"),
         ("limit" = Option<u32>, Query, minimum = 1, maximum = 500, description = "Page size, 1–500 (default 50)"),
         ("cursor" = Option<String>, Query, min_length = 1, pattern = "^[A-Za-z0-9_-]+$", description = "`next_cursor` of the previous page"),
     ),

@@ -1,13 +1,15 @@
 """The client lifecycle through a client generated from latchkey's OpenAPI
 document by openapi-python-client, against the real binary: create, list,
-update with If-Match (and a stale one), authorize, delete."""
+update with If-Match (and a stale one), authorize, roll with a grace
+period, the org's tokens and audit log, delete."""
 
 import os
 import sys
 
 from latchkey_client import AuthenticatedClient, Client
 from latchkey_client.api.authorize import authorize
-from latchkey_client.api.tokens import create_token, delete_token, list_tokens, update_token
+from latchkey_client.api.org import audit, get_policy, list_org_tokens
+from latchkey_client.api.tokens import create_token, delete_token, list_tokens, roll_token, update_token
 from latchkey_client.models import (
     ApiName,
     AuthorizeRequest,
@@ -19,6 +21,7 @@ from latchkey_client.models import (
     SourceTypeName,
     TokenBody,
     TokenPage,
+    RollRequest,
     UpdateTokenRequest,
 )
 
@@ -78,7 +81,24 @@ check(allowed.allowed and allowed.reason is None, f"allowed: {allowed}")
 refused = ask("https://evil.example.net/")
 check(not refused.allowed and refused.reason == ReasonName.REFERER_NOT_ALLOWED, f"refused: {refused}")
 
+old_value = token.token
+rolled = roll_token.sync_detailed(token.id, client=client, body=RollRequest(grace_seconds=600))
+check(rolled.status_code == 200 and rolled.parsed.token != old_value, f"roll: {rolled.content!r}")
+check(isinstance(rolled.parsed.previous_value_expires_at, str), "the grace period's end")
+check(ask("https://app.example.com/map").allowed, "the previous value, during its grace period")
+token = rolled.parsed
+check(ask("https://app.example.com/map").allowed, "the new value")
+
+events = audit.sync(client=client, token=token.id)
+actions = [event.action.value for event in events.data]
+check(actions == ["token.rolled", "token.updated", "token.created"], f"the audit log: {actions}")
+org_page = list_org_tokens.sync(client=client)
+mine = [t for t in org_page.data if t.id == token.id]
+check(len(mine) == 1 and mine[0].owner == "admin" and mine[0].token is None, "the org's tokens, without values")
+policy = get_policy.sync(client=client)
+check(policy.require_referers is False, f"the org policy: {policy}")
+
 deleted = delete_token.sync_detailed(token.id, client=client)
 check(deleted.status_code == 204, f"delete: {deleted.status_code}")
 check(ask("https://app.example.com/map").reason == ReasonName.TOKEN_UNKNOWN, "a deleted token is unknown")
-print("python client: create, list, update with If-Match, authorize, delete: ok")
+print("python client: create, list, update with If-Match, authorize, roll, audit, org tokens, delete: ok")

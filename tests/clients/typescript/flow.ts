@@ -45,7 +45,27 @@ const ask = (referer: string) =>
 assert.deepEqual((await ask("https://app.example.com/map")).data, { allowed: true, reason: null });
 assert.deepEqual((await ask("https://evil.example.net/")).data, { allowed: false, reason: "referer_not_allowed" });
 
+const rolled = await client.POST("/v3/tokens/{token}/roll", {
+  params: { path: { token: token.id } },
+  body: { grace_seconds: 600 },
+});
+assert.equal(rolled.response.status, 200, JSON.stringify(rolled.error));
+assert.notEqual(rolled.data!.token, token.token);
+assert.equal(typeof rolled.data!.previous_value_expires_at, "string");
+assert.deepEqual((await ask("https://app.example.com/map")).data, { allowed: true, reason: null }, "previous value");
+
+const log = await client.GET("/v3/audit", { params: { query: { token: token.id } } });
+assert.deepEqual(
+  log.data!.data.map((event) => event.action),
+  ["token.rolled", "token.updated", "token.created"],
+);
+const orgTokens = await client.GET("/v3/org/tokens", {});
+const mine = orgTokens.data!.data.filter((t) => t.id === token.id);
+assert.equal(mine.length, 1);
+assert.equal(mine[0].owner, "admin");
+assert.equal(mine[0].token, null, "admins never see values");
+
 const deleted = await client.DELETE("/v3/tokens/{token}", { params: { path: { token: token.id } } });
 assert.equal(deleted.response.status, 204);
 assert.equal((await ask("https://app.example.com/map")).data!.reason, "token_unknown");
-console.log("typescript client: create, list, update with If-Match, authorize, delete: ok");
+console.log("typescript client: create, list, update with If-Match, authorize, roll, audit, org tokens, delete: ok");
