@@ -3,6 +3,7 @@ document by openapi-python-client, against the real binary: create, list,
 update with If-Match (and a stale one), authorize, roll with a grace
 period, the org's tokens and audit log, delete."""
 
+import datetime
 import os
 import sys
 
@@ -84,7 +85,7 @@ check(not refused.allowed and refused.reason == ReasonName.REFERER_NOT_ALLOWED, 
 old_value = token.token
 rolled = roll_token.sync_detailed(token.id, client=client, body=RollRequest(grace_seconds=600))
 check(rolled.status_code == 200 and rolled.parsed.token != old_value, f"roll: {rolled.content!r}")
-check(isinstance(rolled.parsed.previous_value_expires_at, str), "the grace period's end")
+check(isinstance(rolled.parsed.previous_value_expires_at, datetime.datetime), "the grace period's end, a time")
 check(ask("https://app.example.com/map").allowed, "the previous value, during its grace period")
 token = rolled.parsed
 check(ask("https://app.example.com/map").allowed, "the new value")

@@ -62,8 +62,8 @@ assert.deepEqual(
 const orgTokens = await client.GET("/v3/org/tokens", {});
 const mine = orgTokens.data!.data.filter((t) => t.id === token.id);
 assert.equal(mine.length, 1);
-assert.equal(mine[0].owner, "admin");
-assert.equal(mine[0].token, null, "admins never see values");
+assert.equal(mine[0]!.owner, "admin");
+assert.equal(mine[0]!.token, null, "admins never see values");
 
 const deleted = await client.DELETE("/v3/tokens/{token}", { params: { path: { token: token.id } } });
 assert.equal(deleted.response.status, 204);
