@@ -146,3 +146,59 @@ async fn two_instances_agree_on_every_change() {
 async fn sqlx_connection(url: &str) -> sqlx::PgPool {
     sqlx::postgres::PgPoolOptions::new().max_connections(1).connect(url).await.unwrap()
 }
+
+/// Two processes on one SQLite file (the embedded default): each caches,
+/// and each hears the other's changes through the file's change log.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_processes_on_one_sqlite_file_agree_on_every_change() {
+    const FOLLOWING: &str = "following token changes on the SQLite file";
+    let dir = TempDir::new("sqlite-two-processes");
+    let a = Server::start(&dir.sqlite_url(), &[], &[], &dir.path().join("a.log"));
+    let key = a.admin_key.clone().expect("the first process bootstraps");
+    let b = Server::start(&dir.sqlite_url(), &[], &[], &dir.path().join("b.log"));
+    b.wait_for_log(FOLLOWING, 1).await;
+    let key = Some(key.as_str());
+
+    let (token, roads) = create_roads_token(&a, key).await;
+    for _ in 0..3 {
+        assert_eq!(b.authorize(roads.clone()).await, (true, None), "B allows, and caches");
+    }
+    let path = format!("/v3/tokens/{}", token["id"].as_str().unwrap());
+    let rivers = json!({"grants": [{"connection_name": "carto_dw", "source": "p.d.rivers"}]});
+    let (status, _) = a.call(Method::PATCH, &path, key, Some(rivers)).await;
+    assert_eq!(status, StatusCode::OK);
+    let took = until(&b, &roads, (false, Some("source_not_granted"))).await;
+    println!("B re-evaluated an edit made by A after {took:?}");
+
+    // Rolls: the previous value during its grace, then neither older one.
+    let rivers_request = table_request(&token, "p.d.rivers");
+    assert_eq!(b.authorize(rivers_request.clone()).await, (true, None));
+    let (_, rolled) = a.call(Method::POST, &format!("{path}/roll"), key, Some(json!({"grace_seconds": 600}))).await;
+    let second = table_request(&rolled, "p.d.rivers");
+    until(&b, &second, (true, None)).await;
+    assert_eq!(b.authorize(rivers_request.clone()).await, (true, None), "the previous value, in its grace");
+    let (_, again) = a.call(Method::POST, &format!("{path}/roll"), key, Some(json!({"grace_seconds": 0}))).await;
+    until(&b, &rivers_request, (false, Some("token_unknown"))).await;
+    until(&b, &second, (false, Some("token_unknown"))).await;
+    let third = table_request(&again, "p.d.rivers");
+    assert_eq!(b.authorize(third.clone()).await, (true, None));
+
+    // A delete through either is refused by the other.
+    let (status, _) = b.call(Method::DELETE, &path, key, None).await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    let took = until(&a, &third, (false, Some("token_unknown"))).await;
+    println!("A refused a token deleted through B after {took:?}");
+    let text = b.log_text();
+    assert!(!text.contains("fell behind") && !text.contains("cannot read the SQLite change log"), "{text}");
+    // B did answer from its cache, so the feed's evictions are what kept
+    // it right.
+    let metrics = b.request(Method::GET, "/metrics", None).send().await.unwrap().text().await.unwrap();
+    assert!(metrics.contains("latchkey_change_feed_up{feed=\"sqlite\"} 1"), "{metrics}");
+    let hits = metrics
+        .lines()
+        .find_map(|line| line.strip_prefix("latchkey_cache_hits_total "))
+        .and_then(|n| n.parse::<f64>().ok())
+        .unwrap_or(0.0);
+    assert!(hits >= 2.0, "B served from its cache: {hits} hits");
+    assert!(a.stop().success() && b.stop().success());
+}

@@ -364,8 +364,9 @@ pub struct GatewayArgs {
     /// How long the upstream may take to start answering, in seconds.
     #[arg(long, env = "LATCHKEY_UPSTREAM_TIMEOUT_SECONDS", default_value_t = 30)]
     pub upstream_timeout_seconds: u64,
-    /// The most tokens the authorize cache keeps (PostgreSQL only); 0 turns
-    /// it off.
+    /// The most tokens the authorize cache keeps; 0 turns it off. It serves
+    /// only while the store's feed of changes made by other processes is
+    /// heard.
     #[arg(long, env = "LATCHKEY_CACHE_CAPACITY", default_value_t = 100_000)]
     pub cache_capacity: u64,
     /// The longest a cached token lives without a change evicting it.

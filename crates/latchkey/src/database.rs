@@ -51,6 +51,8 @@ pub struct Storage {
     pub health: Arc<dyn StoreHealth>,
     /// The PostgreSQL store, when that is the one.
     pub postgres: Option<PostgresStore>,
+    /// The SQLite store, when that is the one.
+    pub sqlite: Option<SqliteStore>,
 }
 
 impl Storage {
@@ -65,6 +67,7 @@ impl Storage {
             policies: Observed::new(self.policies, metrics.clone()),
             health: Observed::new(self.health, metrics.clone()),
             postgres: self.postgres,
+            sqlite: self.sqlite,
         }
     }
 
@@ -80,6 +83,7 @@ impl Storage {
             policies: store.clone(),
             health: store,
             postgres: None,
+            sqlite: None,
         }
     }
 }
@@ -88,7 +92,10 @@ impl DatabaseUrl {
     /// Opens the store, migrating its schema.
     pub async fn open(&self, postgres_pool_size: u32) -> Result<Storage> {
         Ok(match self {
-            DatabaseUrl::Sqlite(path) => Storage::of(Arc::new(SqliteStore::open(path).await?)),
+            DatabaseUrl::Sqlite(path) => {
+                let store = SqliteStore::open(path).await?;
+                Storage { sqlite: Some(store.clone()), ..Storage::of(Arc::new(store)) }
+            }
             DatabaseUrl::Postgres(url) => {
                 let store = PostgresStore::connect(url, postgres_pool_size).await.context("opening PostgreSQL")?;
                 Storage { postgres: Some(store.clone()), ..Storage::of(Arc::new(store)) }

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 use axum::http::Uri;
-use latchkey_app::{Authorizer, CacheSettings, Enforcer, Metrics, Surface, TokenCache, UsageRecorder};
+use latchkey_app::{Authorizer, Enforcer, Metrics, Surface, UsageRecorder};
 use latchkey_clock::SystemClock;
 use latchkey_http::gateway::GatewaySettings;
 
@@ -36,12 +36,10 @@ pub async fn run(args: GatewayArgs) -> Result<()> {
     };
     let metrics = Arc::new(Metrics::new());
     let stores = database.open(args.database.postgres_pool_size).await?.observed(&metrics);
-    // With SQLite another process (`latchkey serve`) makes the changes and
-    // no feed reports them, so the gateway reads every token from the file.
-    let cache = match database {
-        DatabaseUrl::Postgres(_) => start_cache(database, args.cache_capacity, args.cache_ttl_seconds, &metrics),
-        _ => TokenCache::observed(CacheSettings { capacity: 0, time_to_live: Duration::ZERO }, false, metrics.clone()),
-    };
+    // Another process (`latchkey serve`) makes the changes: the cache
+    // serves only while the store's feed of changes is heard (LISTEN/NOTIFY
+    // on PostgreSQL, the change log on a SQLite file).
+    let cache = start_cache(database, &stores, args.cache_capacity, args.cache_ttl_seconds, &metrics);
     let usage = Arc::new(UsageRecorder::new(stores.tokens.clone()));
     let authorizer = Authorizer::new(stores.tokens.clone(), cache, Arc::new(SystemClock), usage.clone())
         .with_metrics(metrics.clone());

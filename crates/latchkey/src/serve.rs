@@ -16,7 +16,7 @@ use latchkey_http::{ForwardAuth, Limits, Services};
 use latchkey_ports::Clock;
 
 use crate::cli::ServeArgs;
-use crate::database::DatabaseUrl;
+use crate::database::{DatabaseUrl, Storage};
 use crate::secret_key;
 
 pub async fn run(args: ServeArgs) -> Result<()> {
@@ -50,7 +50,7 @@ pub async fn run(args: ServeArgs) -> Result<()> {
 
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     let usage = Arc::new(UsageRecorder::new(stores.tokens.clone()));
-    let cache = start_cache(&args.database.url, args.cache_capacity, args.cache_ttl_seconds, &metrics);
+    let cache = start_cache(database, &stores, args.cache_capacity, args.cache_ttl_seconds, &metrics);
     let tokens = TokenService::new(
         stores.tokens.clone(),
         cache.clone(),
@@ -121,24 +121,39 @@ pub async fn run(args: ServeArgs) -> Result<()> {
 /// own evictions.
 pub(crate) fn start_cache(
     database: &DatabaseUrl,
+    stores: &Storage,
     capacity: u64,
     ttl_seconds: u64,
     metrics: &Arc<Metrics>,
 ) -> Arc<TokenCache> {
     let settings = CacheSettings { capacity, time_to_live: Duration::from_secs(ttl_seconds) };
-    match database {
-        DatabaseUrl::Postgres(url) if settings.capacity > 0 => {
-            let cache = TokenCache::observed(settings, false, metrics.clone());
-            let (url, sink) = (url.clone(), cache.clone());
-            tokio::spawn(async move {
-                if let Err(error) = latchkey_postgres::follow_changes(url, sink).await {
-                    tracing::error!(%error, "cannot listen for token changes; the cache stays off");
-                }
-            });
-            cache
-        }
-        _ => TokenCache::observed(settings, true, metrics.clone()),
+    if settings.capacity == 0 {
+        return TokenCache::observed(settings, false, metrics.clone());
     }
+    // A store other processes can write is cached only while its feed of
+    // changes is heard: the cache starts untrusted, and the feed says when
+    // it works.
+    if let DatabaseUrl::Postgres(url) = database {
+        let cache = TokenCache::observed(settings, false, metrics.clone());
+        let (url, sink) = (url.clone(), cache.clone());
+        tokio::spawn(async move {
+            if let Err(error) = latchkey_postgres::follow_changes(url, sink).await {
+                tracing::error!(%error, "cannot listen for token changes; the cache stays off");
+            }
+        });
+        return cache;
+    }
+    if let Some(sqlite) = &stores.sqlite {
+        metrics.name_feed("sqlite");
+        let cache = TokenCache::observed(settings, false, metrics.clone());
+        let sink: Arc<dyn latchkey_ports::ChangeSink> = cache.clone();
+        if let Err(error) = sqlite.follow_changes(Arc::downgrade(&sink), latchkey_sqlite::FOLLOW_EVERY) {
+            tracing::error!(%error, "cannot follow token changes on the SQLite file; the cache stays off");
+        }
+        return cache;
+    }
+    // memory://: this process is the only writer.
+    TokenCache::observed(settings, true, metrics.clone())
 }
 
 /// Writes recorded token uses at every tick.

@@ -88,16 +88,16 @@ struct CauseLabels {
 }
 
 /// The change feed's series carry the feed's name, so that they are absent
-/// (rather than a misleading 0 or 1) where there is no feed: memory and
-/// SQLite have no other writer to hear from, and the gateway on SQLite
-/// does not cache.
+/// (rather than a misleading 0 or 1) where there is no feed: memory has no
+/// other writer to hear from.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, EncodeLabelSet)]
 struct FeedLabels {
     feed: &'static str,
 }
 
-/// The one change feed there is: PostgreSQL's LISTEN/NOTIFY.
-const FEED: FeedLabels = FeedLabels { feed: "postgres" };
+/// The change feeds there are: PostgreSQL's LISTEN/NOTIFY, and a SQLite
+/// file's change log followed by each process.
+pub const FEEDS: [&str; 2] = ["postgres", "sqlite"];
 
 #[derive(Clone, Debug, PartialEq, Eq, Hash, EncodeLabelSet)]
 struct OperationLabels {
@@ -195,6 +195,8 @@ pub struct Metrics {
     http_requests: Family<RequestLabels, Counter>,
     http_seconds: Histograms<RouteLabels>,
     routes: Routes,
+    /// Which of [`FEEDS`] this process follows (the store decides).
+    feed: std::sync::OnceLock<&'static str>,
     upstream_seconds: Histogram,
     upstream_failures: Family<CauseLabels, Counter>,
 }
@@ -236,6 +238,7 @@ impl Metrics {
             http_requests: Family::default(),
             http_seconds: Family::new_with_constructor(request_histogram),
             routes: Routes::default(),
+            feed: std::sync::OnceLock::new(),
             upstream_seconds: request_histogram(),
             upstream_failures: Family::default(),
         };
@@ -362,25 +365,39 @@ impl Metrics {
         self.cache_serving.set(i64::from(serving));
     }
 
+    /// Names the change feed this process follows: `sqlite` for the
+    /// change log of a SQLite file; `postgres` (the default) otherwise.
+    /// Only the first name given counts; anything but [`FEEDS`] is ignored.
+    pub fn name_feed(&self, feed: &'static str) {
+        if FEEDS.contains(&feed) {
+            let _ = self.feed.set(feed);
+        }
+    }
+
+    fn feed_labels(&self) -> FeedLabels {
+        FeedLabels { feed: self.feed.get().copied().unwrap_or(FEEDS[0]) }
+    }
+
     /// The change feed is subscribed: changes made elsewhere are heard.
     pub fn feed_restored(&self) {
-        self.feed_up.get_or_create(&FEED).set(1);
+        self.feed_up.get_or_create(&self.feed_labels()).set(1);
     }
 
     /// The change feed was lost.
     pub fn feed_lost(&self) {
-        self.feed_losses.get_or_create(&FEED).inc();
-        self.feed_up.get_or_create(&FEED).set(0);
+        let labels = self.feed_labels();
+        self.feed_losses.get_or_create(&labels).inc();
+        self.feed_up.get_or_create(&labels).set(0);
     }
 
     /// A change was heard on the feed.
     pub fn feed_change(&self) {
-        self.feed_changes.get_or_create(&FEED).inc();
+        self.feed_changes.get_or_create(&self.feed_labels()).inc();
     }
 
     /// The feed's last heartbeat took `lag` to come back.
     pub fn set_feed_lag(&self, lag: Duration) {
-        self.feed_lag_seconds.get_or_create(&FEED).set(lag.as_secs_f64());
+        self.feed_lag_seconds.get_or_create(&self.feed_labels()).set(lag.as_secs_f64());
     }
 
     /// A storage call named `operation` failed.

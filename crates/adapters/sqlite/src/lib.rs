@@ -9,9 +9,11 @@
 //!
 //! Architecture invariant: an adapter depends on ports and domain only.
 
+mod changes;
 mod migrations;
 mod pool;
 mod store;
 
+pub use changes::FOLLOW_EVERY;
 pub use pool::OpenError;
 pub use store::SqliteStore;

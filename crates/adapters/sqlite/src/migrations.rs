@@ -94,6 +94,34 @@ const MIGRATIONS: &[&str] = &[
         allowed_apis TEXT
     ) STRICT;
     ",
+    // 3: the change feed for other processes on the file (see
+    // changes.rs): the hash of every token value a change or delete made
+    // stale, in commit order, as PostgreSQL's trigger notifies. Recording a
+    // use changes no version and writes nothing here. The newest 100 000
+    // entries are kept; a follower that falls further behind starts over.
+    "
+    CREATE TABLE token_changes (
+        seq INTEGER PRIMARY KEY AUTOINCREMENT,
+        secret_hash BLOB NOT NULL
+    ) STRICT;
+
+    CREATE TRIGGER tokens_changed AFTER UPDATE ON tokens
+        WHEN OLD.version IS NOT NEW.version OR OLD.secret_hash IS NOT NEW.secret_hash
+    BEGIN
+        INSERT INTO token_changes (secret_hash) VALUES (OLD.secret_hash);
+        INSERT INTO token_changes (secret_hash)
+            SELECT OLD.previous_secret_hash WHERE OLD.previous_secret_hash IS NOT NULL;
+        DELETE FROM token_changes WHERE seq <= (SELECT max(seq) FROM token_changes) - 100000;
+    END;
+
+    CREATE TRIGGER tokens_deleted AFTER DELETE ON tokens
+    BEGIN
+        INSERT INTO token_changes (secret_hash) VALUES (OLD.secret_hash);
+        INSERT INTO token_changes (secret_hash)
+            SELECT OLD.previous_secret_hash WHERE OLD.previous_secret_hash IS NOT NULL;
+        DELETE FROM token_changes WHERE seq <= (SELECT max(seq) FROM token_changes) - 100000;
+    END;
+    ",
 ];
 
 /// Applies the migrations this file has not seen yet.

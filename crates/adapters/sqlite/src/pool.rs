@@ -41,12 +41,14 @@ pub enum OpenError {
 }
 
 pub(crate) struct Pool {
+    /// The file, for what opens a connection of its own (the change feed).
+    pub(crate) path: PathBuf,
     writer: Mutex<Connection>,
     readers: Vec<Mutex<Connection>>,
     next_reader: AtomicUsize,
 }
 
-fn configure(connection: &Connection) -> rusqlite::Result<()> {
+pub(crate) fn configure(connection: &Connection) -> rusqlite::Result<()> {
     connection.busy_timeout(BUSY_TIMEOUT)?;
     // FULL: a transaction is on disk, WAL included, when COMMIT returns.
     connection.pragma_update(None, "synchronous", "FULL")?;
@@ -92,7 +94,7 @@ impl Pool {
             })
             .collect::<rusqlite::Result<Vec<_>>>()
             .map_err(sqlite)?;
-        Ok(Self { writer: Mutex::new(writer), readers, next_reader: AtomicUsize::new(0) })
+        Ok(Self { path: path.to_owned(), writer: Mutex::new(writer), readers, next_reader: AtomicUsize::new(0) })
     }
 }
 

@@ -49,6 +49,21 @@ impl SqliteStore {
         Ok(Self { pool: Arc::new(pool) })
     }
 
+    /// Follows the changes that any process commits to the file, telling
+    /// `sink` every `every` (see [`crate::FOLLOW_EVERY`]) until the sink is
+    /// dropped. The sink is told the feed works after the first read, and
+    /// lost while the file cannot be read.
+    ///
+    /// # Errors
+    /// When the thread that follows cannot be started.
+    pub fn follow_changes(
+        &self,
+        sink: std::sync::Weak<dyn latchkey_ports::ChangeSink>,
+        every: std::time::Duration,
+    ) -> std::io::Result<()> {
+        crate::changes::follow(&self.pool.path, sink, every)
+    }
+
     /// The durability settings in force on the store's connections:
     /// `(journal_mode, synchronous, foreign_keys)`, for diagnostics and the
     /// tests that hold the adapter to them (`wal`, 2 = FULL, 1 = on).
