@@ -113,3 +113,93 @@ proptest! {
         prop_assert!(!https_only.matches(&plain));
     }
 }
+
+/// Headers near the plain form: every character the shortcut must think
+/// about, in every part.
+fn header_like() -> impl Strategy<Value = String> {
+    let scheme = prop_oneof![
+        Just("http://"),
+        Just("https://"),
+        Just("HTTPS://"),
+        Just("http:/"),
+        Just("http:///"),
+        Just("https:\\\\"),
+        Just("ftp://"),
+        Just(" https://"),
+    ];
+    let host = prop_oneof![
+        "[a-z0-9.-]{1,16}",
+        "[a-zA-Z0-9.%@:_\\[\\]-]{0,16}",
+        Just("127.1".to_owned()),
+        Just("0x7f.0.0.1".to_owned()),
+        Just("1.2.3.com".to_owned()),
+        Just("xn--bcher-kva.example".to_owned()),
+        Just("xn--zz.example".to_owned()),
+        Just("good.com.".to_owned()),
+        Just("a..b".to_owned()),
+        Just("[::1]".to_owned()),
+        Just("good.com@evil.com".to_owned()),
+        Just("evil.com\\@good.com".to_owned()),
+    ];
+    let port = prop_oneof![Just(String::new()), "(:[0-9]{0,7})", Just(":".to_owned()), Just(":0x50".to_owned())];
+    let path = prop_oneof![
+        Just(String::new()),
+        "(/[a-zA-Z0-9._~!$&'()*+,;=:@%-]{0,6}){0,4}",
+        "[/.a-z%\\\\?#\t\n \"<>`{}]{0,16}",
+        Just("/a/../b".to_owned()),
+        Just("/./a".to_owned()),
+        Just("/a/%2e%2e/b".to_owned()),
+    ];
+    let tail = prop_oneof![Just(String::new()), "[?#][ -~]{0,10}", "[?#][\t\u{0}-\u{ff}]{0,6}"];
+    (scheme, host, port, path, tail).prop_map(|(s, h, p, path, t)| format!("{s}{h}{p}{path}{t}"))
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(10_000))]
+
+    /// The shortcut that reads plain headers without allocating reads them
+    /// exactly as the WHATWG parser of the `url` crate (what browsers
+    /// follow) does, or leaves them to it.
+    #[test]
+    fn the_plain_reading_is_the_whatwg_reading(header in header_like()) {
+        let (plain, full) = latchkey_domain::referer::readings(&header);
+        if let Some(plain) = plain {
+            prop_assert_eq!(Some(plain), full, "{:?}", header);
+        }
+    }
+}
+
+#[test]
+fn plain_headers_take_the_shortcut_and_tricky_ones_do_not() {
+    use latchkey_domain::referer::readings;
+    for plain in [
+        "https://app.example.com/",
+        "https://app.example.com",
+        "http://localhost:8080/map?x=1#top",
+        "https://a-b.c0.example/x/y.z/(1)",
+        "https://app.example.com:443/a@b",
+    ] {
+        let (shortcut, full) = readings(plain);
+        assert!(shortcut.is_some(), "{plain} takes the shortcut");
+        assert_eq!(shortcut, full, "{plain}");
+    }
+    for tricky in [
+        "https://APP.example.com/",
+        "https://127.1/",
+        "https://0x7f.1/",
+        "https://xn--bcher-kva.example/",
+        "https://good.com@evil.com/",
+        "https://evil.com\\@good.com/",
+        "https://app.example.com/a/../b",
+        "https://app.example.com/a%2fb",
+        "https://app.example.com:/",
+        "https://app.example.com:99999/",
+        "https://app.example.com./",
+        "https:app.example.com/",
+        "https:///app.example.com/",
+        "https://app.exam\tple.com/",
+        "https://app.example.com/ a",
+    ] {
+        assert_eq!(readings(tricky).0, None, "{tricky:?} is left to the full parser");
+    }
+}
