@@ -248,7 +248,7 @@ fn browser_test() -> Result<()> {
              or run `cargo xtask test --no-browser`"
         );
     }
-    let folder = setup::npm_packages("tests/browser", "playwright-core")?;
+    let folder = setup::npm_packages("tests/browser", "axe-core")?;
     cargo(&["build", "--locked", "--package", "latchkey"], &[])?;
     let binary = root.join("target/debug/latchkey");
     println!("\n$ node tests/browser/flow.mjs");

@@ -64,6 +64,8 @@ pub(crate) fn router() -> OpenApiRouter<Services> {
         .routes(routes!(web::index))
         .routes(routes!(web::script))
         .routes(routes!(web::style))
+        .routes(routes!(web::icon))
+        .routes(routes!(web::legacy_icon))
         .routes(routes!(enforce::forward_auth))
         .routes(routes!(openapi_document))
 }

@@ -1,4 +1,4 @@
-//! The Credentials web page: three static files embedded in the binary, so
+//! The API access tokens web page: static files embedded in the binary, so
 //! that `latchkey serve` needs no other server and no build step. The page
 //! is a client of the public API only.
 
@@ -8,6 +8,7 @@ use axum::response::{IntoResponse, Response};
 const INDEX: &str = include_str!("../web/index.html");
 const SCRIPT: &str = include_str!("../web/app.js");
 const STYLE: &str = include_str!("../web/app.css");
+const ICON: &str = include_str!("../web/favicon.svg");
 
 /// The page may load its own files and call its own origin, nothing else;
 /// no inline script can run, and no other site may frame it.
@@ -24,9 +25,9 @@ fn asset(body: &'static str, content_type: &'static str) -> Response {
     response
 }
 
-/// The Credentials page.
+/// The API access tokens page.
 #[utoipa::path(get, path = "/", tag = "web page",
-    responses((status = 200, description = "The Credentials page", content_type = "text/html", body = String)))]
+    responses((status = 200, description = "The API access tokens page", content_type = "text/html", body = String)))]
 pub async fn index() -> Response {
     asset(INDEX, "text/html; charset=utf-8")
 }
@@ -43,4 +44,20 @@ pub async fn script() -> Response {
     responses((status = 200, description = "The page's style sheet", content_type = "text/css", body = String)))]
 pub async fn style() -> Response {
     asset(STYLE, "text/css; charset=utf-8")
+}
+
+/// The page's icon.
+#[utoipa::path(get, path = "/favicon.svg", tag = "web page",
+    responses((status = 200, description = "The page's icon", content_type = "image/svg+xml", body = String)))]
+pub async fn icon() -> Response {
+    asset(ICON, "image/svg+xml")
+}
+
+/// The icon again where browsers and bookmark tools look for it without
+/// reading the page. Every browser that runs the page renders an SVG icon,
+/// so one drawing serves both addresses.
+#[utoipa::path(get, path = "/favicon.ico", tag = "web page",
+    responses((status = 200, description = "The page's icon (SVG)", content_type = "image/svg+xml", body = String)))]
+pub async fn legacy_icon() -> Response {
+    asset(ICON, "image/svg+xml")
 }

@@ -101,6 +101,8 @@ fn every_endpoint_documents_its_statuses_and_security() {
         ("/", "get", &["200"], false),
         ("/app.js", "get", &["200"], false),
         ("/app.css", "get", &["200"], false),
+        ("/favicon.svg", "get", &["200"], false),
+        ("/favicon.ico", "get", &["200"], false),
         ("/v3/forward-auth", "get", &["200", "401", "403", "503"], false),
         ("/v3/forward-auth", "post", &["200", "401", "403", "503"], false),
         ("/v3/forward-auth/{path}", "get", &["200", "401", "403"], false),
@@ -196,7 +198,16 @@ async fn the_served_document_suits_client_generators() {
     let all_paths: BTreeSet<&str> = all["paths"].as_object().unwrap().keys().map(String::as_str).collect();
     assert_eq!(
         all_paths.difference(&client_paths).copied().collect::<Vec<_>>(),
-        ["/", "/app.css", "/app.js", "/metrics", "/v3/forward-auth", "/v3/forward-auth/{path}"]
+        [
+            "/",
+            "/app.css",
+            "/app.js",
+            "/favicon.ico",
+            "/favicon.svg",
+            "/metrics",
+            "/v3/forward-auth",
+            "/v3/forward-auth/{path}"
+        ]
     );
     assert_eq!(served("?include=client").await, client);
     assert!(operation_ids(&all).contains(&"forward_auth_post".to_owned()));

@@ -97,6 +97,14 @@ pub async fn run(args: ServeArgs) -> Result<()> {
 
     let address = listener.local_addr()?;
     println!("latchkey listening on http://{address}");
+    // A wildcard address is not one a browser can open; the same port on
+    // this machine is.
+    let page = if address.ip().is_unspecified() {
+        std::net::SocketAddr::new(std::net::Ipv4Addr::LOCALHOST.into(), address.port())
+    } else {
+        address
+    };
+    println!("latchkey: manage API access tokens in a browser at http://{page}/");
     tracing::info!(%address, "listening");
 
     let flusher = tokio::spawn(flush_usage(usage.clone(), args.usage_flush_interval()));
