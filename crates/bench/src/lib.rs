@@ -4,8 +4,14 @@
 //!
 //! Every scenario puts the grant that decides last, so that a token with N
 //! grants is measured at its worst: the whole list is looked at.
+//!
+//! [`IpScenario`] adds a token's `allowed_ips` to the table hit at 100
+//! grants, to measure what the client address check adds to a decision.
 
-use latchkey_domain::{AccessRequest, Api, Policy, Provider, SourceType, Target};
+use std::net::IpAddr;
+
+use latchkey_domain::ip::MAX_IP_RANGES;
+use latchkey_domain::{AccessRequest, Api, IpRange, IpRanges, Policy, Provider, SourceType, Target};
 
 /// What a scenario asks.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -164,6 +170,125 @@ impl Case {
     }
 }
 
+/// How a token's `allowed_ips` meets the client of a table hit at
+/// [`IpCase::GRANTS`] grants.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum IpScenario {
+    /// The same token without `allowed_ips`: the check is one emptiness test.
+    Unrestricted,
+    /// [`MAX_IP_RANGES`] ranges; the client is in the first.
+    FirstOfMany,
+    /// [`MAX_IP_RANGES`] ranges; the client is in the last only, so every
+    /// range is compared (the worst allowed case).
+    LastOfMany,
+    /// [`MAX_IP_RANGES`] ranges; the client is in none (`ip_not_allowed`).
+    /// Every range is compared, and the grants are not looked at.
+    Refused,
+}
+
+impl IpScenario {
+    /// Every scenario.
+    pub const ALL: [IpScenario; 4] =
+        [IpScenario::Unrestricted, IpScenario::FirstOfMany, IpScenario::LastOfMany, IpScenario::Refused];
+
+    /// A short name for reports.
+    #[must_use]
+    pub const fn name(self) -> &'static str {
+        match self {
+            IpScenario::Unrestricted => "no allowed_ips, client_ip sent",
+            IpScenario::FirstOfMany => "50 ranges, client in the first",
+            IpScenario::LastOfMany => "50 ranges, client in the last",
+            IpScenario::Refused => "50 ranges, client in none (ip_not_allowed)",
+        }
+    }
+
+    /// A name for file paths.
+    #[must_use]
+    pub const fn slug(self) -> &'static str {
+        match self {
+            IpScenario::Unrestricted => "unrestricted",
+            IpScenario::FirstOfMany => "first_of_50",
+            IpScenario::LastOfMany => "last_of_50",
+            IpScenario::Refused => "refused",
+        }
+    }
+}
+
+/// Whether the range number `i` is IPv4. The families alternate, but the
+/// first and the last ranges are both IPv4, so that every scenario's client
+/// is an IPv4 address: reading an IPv6 address from text costs more, and
+/// that difference would otherwise show as the cost of the ranges.
+fn is_ipv4_range(i: usize) -> bool {
+    i.is_multiple_of(2) || i == MAX_IP_RANGES - 1
+}
+
+/// The range number `i` of a restricted token: IPv4 and IPv6 mixed (see
+/// [`is_ipv4_range`]), none containing another, so that only one can match
+/// a client.
+#[must_use]
+pub fn allowed_range(i: usize) -> String {
+    if is_ipv4_range(i) { format!("10.{i}.0.0/16") } else { format!("2001:db8:{i:x}::/48") }
+}
+
+/// An address in [`allowed_range`] `i` and in no other.
+#[must_use]
+pub fn address_in_range(i: usize) -> String {
+    if is_ipv4_range(i) { format!("10.{i}.0.1") } else { format!("2001:db8:{i:x}::1") }
+}
+
+/// A table hit at [`IpCase::GRANTS`] grants, made from `client` with a
+/// token restricted as its [`IpScenario`] says.
+#[derive(Clone, Debug)]
+pub struct IpCase {
+    /// Which scenario.
+    pub scenario: IpScenario,
+    /// The table hit, with `allowed_ips` added to its policy. Its own
+    /// request and `allowed` know no client: use [`IpCase::request`] and
+    /// [`IpCase::allowed`].
+    pub table: Case,
+    /// The client's address, as text: `/v3/authorize` reads it from the
+    /// body's `client_ip`, so the request is built from it.
+    pub client: String,
+    /// Whether the request is allowed.
+    pub allowed: bool,
+}
+
+impl IpCase {
+    /// The grants of the token: the size the decision targets are set at.
+    pub const GRANTS: usize = 100;
+
+    /// Builds the scenario.
+    ///
+    /// # Panics
+    /// Never: the ranges and addresses written here are valid.
+    #[must_use]
+    #[allow(clippy::expect_used)]
+    pub fn new(scenario: IpScenario) -> Self {
+        let mut table = Case::new(Scenario::TableHit, Self::GRANTS);
+        let ranges: Vec<IpRange> =
+            (0..MAX_IP_RANGES).map(|i| IpRange::parse(&allowed_range(i)).expect("a valid range")).collect();
+        let last = MAX_IP_RANGES - 1;
+        let (client, allowed) = match scenario {
+            IpScenario::Unrestricted | IpScenario::LastOfMany => (address_in_range(last), true),
+            IpScenario::FirstOfMany => (address_in_range(0), true),
+            IpScenario::Refused => ("192.0.2.1".to_owned(), false),
+        };
+        if scenario != IpScenario::Unrestricted {
+            let (ranges, dropped) = IpRanges::new(ranges);
+            assert!(dropped.is_empty(), "the ranges are distinct");
+            table.policy = table.policy.with_allowed_ips(ranges);
+        }
+        Self { scenario, table, client, allowed }
+    }
+
+    /// The request of this scenario, from its client: the address is read
+    /// from its text, as `/v3/authorize` reads `client_ip`.
+    #[must_use]
+    pub fn request(&self) -> AccessRequest<'_> {
+        self.table.request().from_client(self.client.parse::<IpAddr>().ok())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -179,6 +304,39 @@ mod tests {
                 let allowed = decide(&case.policy, &case.request(), now).is_ok();
                 assert_eq!(allowed, case.allowed, "{scenario:?} with {grants} grants");
             }
+        }
+    }
+
+    #[test]
+    fn every_ip_scenario_decides_as_labelled() {
+        use latchkey_domain::DenyReason;
+        let now = Timestamp::from_unix_micros(0).unwrap();
+        for scenario in IpScenario::ALL {
+            let case = IpCase::new(scenario);
+            let expected = if case.allowed { Ok(()) } else { Err(DenyReason::IpNotAllowed) };
+            assert_eq!(decide(&case.table.policy, &case.request(), now), expected, "{scenario:?}");
+            let ranges = case.table.policy.allowed_ips();
+            let client: IpAddr = case.client.parse().unwrap();
+            let matching: Vec<usize> =
+                ranges.iter().enumerate().filter(|(_, r)| r.contains(client)).map(|(i, _)| i).collect();
+            let expected_matches: &[usize] = match scenario {
+                IpScenario::Unrestricted | IpScenario::Refused => &[],
+                IpScenario::FirstOfMany => &[0],
+                IpScenario::LastOfMany => &[MAX_IP_RANGES - 1],
+            };
+            assert_eq!(matching, expected_matches, "{scenario:?}: which ranges hold the client");
+            let restricted = scenario != IpScenario::Unrestricted;
+            assert_eq!(ranges.len(), if restricted { MAX_IP_RANGES } else { 0 }, "{scenario:?}");
+        }
+    }
+
+    #[test]
+    fn the_restricted_ranges_mix_both_families_and_every_client_is_ipv4() {
+        let ranges: Vec<IpRange> = (0..MAX_IP_RANGES).map(|i| IpRange::parse(&allowed_range(i)).unwrap()).collect();
+        let ipv6 = ranges.iter().filter(|range| !range.is_ipv4()).count();
+        assert!((20..=25).contains(&ipv6), "{ipv6} IPv6 ranges of {MAX_IP_RANGES}");
+        for scenario in IpScenario::ALL {
+            assert!(IpCase::new(scenario).client.parse::<IpAddr>().unwrap().is_ipv4(), "{scenario:?}");
         }
     }
 

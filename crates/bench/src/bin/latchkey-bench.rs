@@ -1,8 +1,14 @@
 //! The load benchmarks, run by `cargo xtask bench` after the decision
-//! benchmark: HTTP authorize against a bare axum handler, revocation
-//! propagation between two instances, and scale to a million tokens. It
-//! reads the decision figures criterion wrote, adds its own, prints one
-//! table and writes it to `target/bench/report.md`.
+//! benchmark: HTTP authorize against a bare axum handler (and with a rolled
+//! token's previous and current values during its grace period), token
+//! creation, the gateway, revocation propagation between two instances, and
+//! scale to a million tokens. It reads the decision figures criterion wrote,
+//! adds its own, prints one table and writes it to `target/bench/report.md`.
+//!
+//! `--compare LABEL=PATH` (repeatable) names another `latchkey` binary,
+//! such as a build of an older commit, whose token creation is measured
+//! beside this one's, alternated store by store: an A/B of a change to the
+//! write path.
 //!
 //! `latchkey-bench baseline --listen ADDR` is the bare axum server the
 //! HTTP figures are compared with: the same runtime and HTTP stack, a
@@ -16,7 +22,7 @@ use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
-use latchkey_bench::Scenario;
+use latchkey_bench::{IpCase, IpScenario, Scenario};
 use serde_json::{Value, json};
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
@@ -30,14 +36,33 @@ const SECRET_KEY: &str = "YmVuY2htYXJrLW9ubHktc2VydmVyLWtleS0zMi1ieXQ=";
 const CONNECTIONS: usize = 16;
 const THREADS: usize = 2;
 
+/// How hard wrk loads a server.
+#[derive(Clone, Copy)]
+struct Concurrency {
+    threads: usize,
+    connections: usize,
+}
+
+/// The load of every table: as many threads as cores, 16 connections.
+const LOADED: Concurrency = Concurrency { threads: THREADS, connections: CONNECTIONS };
+
+/// One request at a time: latency without queueing.
+const ALONE: Concurrency = Concurrency { threads: 1, connections: 1 };
+
+/// How long a rolled token's previous value keeps working in the HTTP
+/// table: longer than any run, so that every request is inside it.
+const GRACE_SECONDS: u64 = 600;
+
 struct Options {
     latchkey: PathBuf,
     root: PathBuf,
     seconds: u64,
     scale: Vec<u64>,
     trials: usize,
-    /// Which load sections to run: http, propagation, scale.
+    /// Which load sections to run: http, create, gateway, propagation, scale.
     sections: Vec<String>,
+    /// Other `latchkey` binaries to measure token creation against, by label.
+    compare: Vec<(String, PathBuf)>,
 }
 
 #[tokio::main]
@@ -53,7 +78,8 @@ async fn main() -> Result<()> {
         seconds: 5,
         scale: vec![10_000, 1_000_000],
         trials: 200,
-        sections: vec!["http".into(), "gateway".into(), "propagation".into(), "scale".into()],
+        sections: vec!["http".into(), "create".into(), "gateway".into(), "propagation".into(), "scale".into()],
+        compare: Vec::new(),
     };
     let mut rest = args.iter();
     while let Some(arg) = rest.next() {
@@ -66,6 +92,10 @@ async fn main() -> Result<()> {
                     rest.next().context("--scale N,N")?.split(',').map(str::parse).collect::<Result<_, _>>()?;
             }
             "--trials" => options.trials = rest.next().context("--trials N")?.parse()?,
+            "--compare" => {
+                let (label, path) = rest.next().and_then(|a| a.split_once('=')).context("--compare LABEL=PATH")?;
+                options.compare.push((label.to_owned(), path.into()));
+            }
             "--sections" => {
                 options.sections = rest.next().context("--sections a,b")?.split(',').map(str::to_owned).collect();
             }
@@ -76,6 +106,7 @@ async fn main() -> Result<()> {
     writeln!(report, "# latchkey benchmarks\n")?;
     writeln!(report, "{}\n", machine())?;
     writeln!(report, "{}", decision_table(&options.root)?)?;
+    writeln!(report, "{}", allowed_ips_table(&options.root))?;
     println!("{report}");
     let wants = |section: &str| options.sections.iter().any(|s| s == section);
     // Each section prints as soon as it is measured: a long run shows its
@@ -86,6 +117,9 @@ async fn main() -> Result<()> {
     };
     if wants("http") {
         add(http_table(&options).await?);
+    }
+    if wants("create") {
+        add(create_table(&options).await?);
     }
     if wants("gateway") {
         add(gateway_table(&options).await?);
@@ -132,15 +166,16 @@ fn machine() -> String {
 
 // ------------------------------------------------------------------ decision
 
-fn median_ns(root: &Path, scenario: Scenario, engine: &str, grants: usize) -> Option<f64> {
-    let path = root
-        .join("target/criterion")
-        .join(format!("decision_{}", scenario.slug()))
-        .join(engine)
-        .join(grants.to_string())
-        .join("new/estimates.json");
+/// The median criterion wrote for `group/function/parameter`.
+fn criterion_median_ns(root: &Path, group: &str, function: &str, parameter: usize) -> Option<f64> {
+    let path =
+        root.join("target/criterion").join(group).join(function).join(parameter.to_string()).join("new/estimates.json");
     let value: Value = serde_json::from_str(&std::fs::read_to_string(path).ok()?).ok()?;
     value["median"]["point_estimate"].as_f64()
+}
+
+fn median_ns(root: &Path, scenario: Scenario, engine: &str, grants: usize) -> Option<f64> {
+    criterion_median_ns(root, &format!("decision_{}", scenario.slug()), engine, grants)
 }
 
 fn duration_text(ns: f64) -> String {
@@ -180,6 +215,44 @@ fn decision_table(root: &Path) -> Result<String> {
         bail!("no criterion results under target/criterion: run the decision benchmark first");
     }
     Ok(out)
+}
+
+/// The decision of a token restricted by `allowed_ips`, beside the same
+/// token unrestricted. A missing figure (a benchmark run from before the
+/// group existed) shows as a dash.
+fn allowed_ips_table(root: &Path) -> String {
+    let grants = IpCase::GRANTS;
+    let ranges = latchkey_domain::ip::MAX_IP_RANGES;
+    let mut out = format!(
+        "## Decision with allowed_ips\n\nlatchkey's decision for the table hit at {grants} grants, made from a client \
+         address (read from its text in the timed loop, as `/v3/authorize` reads `client_ip`), by a token \
+         restricted to {ranges} IPv4 and IPv6 ranges (the most a token may list) and by the same token without them \
+         (criterion, median); \"added\" is against the row without them. Target: the table-grant target, ≤ 1 µs \
+         at 100 grants.\n\n\
+         | token | latchkey | added |\n|---|---:|---:|\n"
+    );
+    let median = |scenario: IpScenario| criterion_median_ns(root, "decision_allowed_ips", scenario.slug(), grants);
+    let unrestricted = median(IpScenario::Unrestricted);
+    // The table hit of the table above: the same token and request, with no
+    // client address at all, so that reading one shows in the table.
+    let without_client = median_ns(root, Scenario::TableHit, "latchkey", grants);
+    let _ = writeln!(
+        out,
+        "| no allowed_ips, no client_ip (the table hit above) | {} | — |",
+        without_client.map_or("—".to_owned(), duration_text)
+    );
+    for scenario in IpScenario::ALL {
+        let time = median(scenario);
+        let added = match (time, unrestricted) {
+            (Some(time), Some(base)) if scenario != IpScenario::Unrestricted => {
+                let sign = if time < base { "−" } else { "+" };
+                format!("{sign}{}", duration_text((time - base).abs()))
+            }
+            _ => "—".to_owned(),
+        };
+        let _ = writeln!(out, "| {} | {} | {added} |", scenario.name(), time.map_or("—".to_owned(), duration_text));
+    }
+    out
 }
 
 // ------------------------------------------------------------------ servers
@@ -301,23 +374,35 @@ fn lua_string(text: &str) -> String {
     format!("\"{}\"", text.replace('\\', "\\\\").replace('"', "\\\""))
 }
 
-async fn wrk(url: &str, seconds: u64, method: &str, body: Option<&Value>, key: Option<&str>) -> Result<Load> {
-    let script = std::env::temp_dir().join(format!("latchkey-wrk-{}.lua", std::process::id()));
+/// The Lua lines that make every request of a wrk run `method` with `body`
+/// and the bearer `key`.
+fn wrk_request(method: &str, body: Option<&Value>, key: Option<&str>) -> String {
     let mut lua = format!("wrk.method = {}\n", lua_string(method));
     if let Some(body) = body {
-        writeln!(lua, "wrk.body = {}", lua_string(&body.to_string()))?;
+        let _ = writeln!(lua, "wrk.body = {}", lua_string(&body.to_string()));
         lua.push_str("wrk.headers[\"Content-Type\"] = \"application/json\"\n");
     }
     if let Some(key) = key {
-        writeln!(lua, "wrk.headers[\"Authorization\"] = {}", lua_string(&format!("Bearer {key}")))?;
+        let _ = writeln!(lua, "wrk.headers[\"Authorization\"] = {}", lua_string(&format!("Bearer {key}")));
     }
+    lua
+}
+
+async fn wrk(url: &str, seconds: u64, method: &str, body: Option<&Value>, key: Option<&str>) -> Result<Load> {
+    wrk_script(url, seconds, LOADED, &wrk_request(method, body, key)).await
+}
+
+/// Runs wrk with the Lua script `lua`. Any answer other than 2xx fails the
+/// run: a figure for refused requests would measure the wrong thing.
+async fn wrk_script(url: &str, seconds: u64, load: Concurrency, lua: &str) -> Result<Load> {
+    let script = std::env::temp_dir().join(format!("latchkey-wrk-{}.lua", std::process::id()));
     std::fs::write(&script, lua)?;
     let output = Command::new("wrk")
         .args([
             "-t",
-            &THREADS.to_string(),
+            &load.threads.to_string(),
             "-c",
-            &CONNECTIONS.to_string(),
+            &load.connections.to_string(),
             "-d",
             &format!("{seconds}s"),
             "--latency",
@@ -422,44 +507,185 @@ async fn http_table(options: &Options) -> Result<String> {
             Some(token_body("bench")),
         )
         .await?;
-        let body = authorize_body(token["token"].as_str().unwrap_or_default());
-        let allowed =
-            call(&client, reqwest::Method::POST, &format!("{}/v3/authorize", server.url), None, Some(body.clone()))
-                .await?;
-        if allowed["allowed"] != true {
-            bail!("the benchmark token is refused: {allowed}");
+        let mut values = vec![(ValueKind::NeverRolled, token["token"].as_str().unwrap_or_default().to_owned())];
+        // A rolled token's previous value is found by another column
+        // (`previous_secret_hash`) and cached under its own hash; the stores
+        // are where that differs, so memory is left out.
+        if store != "memory" {
+            let (previous, current) = rolled_token(&client, &server, &key).await?;
+            values.push((ValueKind::Current, current));
+            values.push((ValueKind::Previous, previous));
         }
-        let load = wrk(&format!("{}/v3/authorize", server.url), options.seconds, "POST", Some(&body), None).await?;
+        for (kind, value) in values {
+            let body = authorize_body(&value);
+            let allowed =
+                call(&client, reqwest::Method::POST, &format!("{}/v3/authorize", server.url), None, Some(body.clone()))
+                    .await?;
+            if allowed["allowed"] != true {
+                bail!("the benchmark token ({}) is refused: {allowed}", kind.name());
+            }
+            let load = wrk(&format!("{}/v3/authorize", server.url), options.seconds, "POST", Some(&body), None).await?;
+            rows.push((store, cached, kind, load));
+        }
         server.stop().await;
         if let Some(db) = database.1 {
             db.drop_database().await;
         }
-        rows.push((store, cached, load));
     }
     let _ = std::fs::remove_dir_all(&dir);
     let mut out = format!(
         "## HTTP authorize\n\n`POST /v3/authorize` for an allowed table request, on loopback: wrk, {THREADS} threads, \
          {CONNECTIONS} connections, {} s each. The bare axum handler answers a constant body with the same runtime and \
-         HTTP stack. Target: cached at ≥ 70 % of the bare handler's throughput.\n\n\
-         | server | cache | requests/s | p50 | p99 | of bare axum |\n|---|---|---:|---:|---:|---:|\n",
+         HTTP stack. With SQLite and PostgreSQL a second token is rolled with a {GRACE_SECONDS} s grace period and \
+         authorized with its new value and with its previous one, which is looked up by its own column. Target: cached \
+         at ≥ 70 % of the bare handler's throughput.\n\n\
+         | server | cache | value | requests/s | p50 | p99 | of bare axum |\n|---|---|---|---:|---:|---:|---:|\n",
         options.seconds
     );
     writeln!(
         out,
-        "| bare axum handler | — | {:.0} | {} | {} | 100 % |",
+        "| bare axum handler | — | — | {:.0} | {} | {} | 100 % |",
         bare.requests_per_second,
         micros_text(bare.p50_us),
         micros_text(bare.p99_us)
     )?;
-    for (store, cached, load) in rows {
+    for (store, cached, kind, load) in rows {
         writeln!(
             out,
-            "| latchkey, {store} | {} | {:.0} | {} | {} | {:.0} % |",
+            "| latchkey, {store} | {} | {} | {:.0} | {} | {} | {:.0} % |",
             if cached { "on" } else { "off" },
+            kind.name(),
             load.requests_per_second,
             micros_text(load.p50_us),
             micros_text(load.p99_us),
             100.0 * load.requests_per_second / bare.requests_per_second
+        )?;
+    }
+    out.push('\n');
+    Ok(out)
+}
+
+/// Which value of a token the HTTP table authorizes with.
+#[derive(Clone, Copy)]
+enum ValueKind {
+    /// A token that was never rolled.
+    NeverRolled,
+    /// A rolled token's new value.
+    Current,
+    /// A rolled token's previous value, inside its grace period.
+    Previous,
+}
+
+impl ValueKind {
+    const fn name(self) -> &'static str {
+        match self {
+            ValueKind::NeverRolled => "never rolled",
+            ValueKind::Current => "rolled: current",
+            ValueKind::Previous => "rolled: previous, in grace",
+        }
+    }
+}
+
+/// Creates a token and rolls it with a grace period longer than the run:
+/// its (previous, current) values.
+async fn rolled_token(client: &reqwest::Client, server: &Server, key: &str) -> Result<(String, String)> {
+    let token = call(
+        client,
+        reqwest::Method::POST,
+        &format!("{}/v3/tokens", server.url),
+        Some(key),
+        Some(token_body("bench rolled")),
+    )
+    .await?;
+    let previous = token["token"].as_str().context("a new token's value")?.to_owned();
+    let id = token["id"].as_str().context("a new token's id")?;
+    let rolled = call(
+        client,
+        reqwest::Method::POST,
+        &format!("{}/v3/tokens/{id}/roll", server.url),
+        Some(key),
+        Some(json!({"grace_seconds": GRACE_SECONDS})),
+    )
+    .await?;
+    let current = rolled["token"].as_str().context("a rolled token's value")?.to_owned();
+    if current == previous || rolled["previous_value_expires_at"].is_null() {
+        bail!("the roll started no grace period: {rolled}");
+    }
+    Ok((previous, current))
+}
+
+// ------------------------------------------------------------------ create
+
+/// A wrk script that creates a token with a name no other request of the
+/// server's life uses (`run`, wrk's thread, a counter): a name taken twice
+/// would be answered 409 and fail the run.
+fn create_script(key: &str, run: &str) -> String {
+    let template = token_body(&format!("{run}-%d-%d")).to_string();
+    let mut lua = wrk_request("POST", None, Some(key));
+    lua.push_str("wrk.headers[\"Content-Type\"] = \"application/json\"\n");
+    lua.push_str(
+        "local threads = 0\n\
+         function setup(thread)\n  threads = threads + 1\n  thread:set(\"id\", threads)\nend\n\
+         local count = 0\n",
+    );
+    let _ = writeln!(
+        lua,
+        "function request()\n  count = count + 1\n  return wrk.format(nil, nil, nil, string.format({}, id, count))\nend",
+        lua_string(&template)
+    );
+    lua
+}
+
+/// `POST /v3/tokens` on a fresh store: one client alone (the latency a
+/// user sees), then the usual load (the rate the store sustains). Every
+/// create writes the token and its audit event in one transaction.
+async fn create_table(options: &Options) -> Result<String> {
+    let mut builds = vec![("this build".to_owned(), options.latchkey.clone())];
+    builds.extend(options.compare.iter().cloned());
+    let dir = std::env::temp_dir().join(format!("latchkey-bench-create-{}", std::process::id()));
+    std::fs::create_dir_all(&dir)?;
+    let mut rows = Vec::new();
+    for store in ["memory", "sqlite", "postgres"] {
+        // Alternated store by store, so that a slow minute of a shared
+        // machine falls on both builds rather than on one.
+        for (index, (build, binary)) in builds.iter().enumerate() {
+            let (database, postgres) = match store {
+                "memory" => ("memory://".to_owned(), None),
+                "sqlite" => (format!("sqlite://{}/create-{index}.db", dir.display()), None),
+                _ => {
+                    let db = fresh_postgres().await?;
+                    (db.url().to_owned(), Some(db))
+                }
+            };
+            let server = Server::serve(binary, &database, true).await?;
+            let key = server.key.clone().context("bootstrap key")?;
+            let url = format!("{}/v3/tokens", server.url);
+            let alone = wrk_script(&url, options.seconds, ALONE, &create_script(&key, "alone")).await?;
+            let loaded = wrk_script(&url, options.seconds, LOADED, &create_script(&key, "loaded")).await?;
+            server.stop().await;
+            if let Some(db) = postgres {
+                db.drop_database().await;
+            }
+            rows.push((store, build.as_str(), ALONE, alone));
+            rows.push((store, build.as_str(), LOADED, loaded));
+        }
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+    let mut out = format!(
+        "## Token creation\n\n`POST /v3/tokens` with a new name each request (one table grant), on a fresh store: \
+         wrk with 1 connection, then {THREADS} threads and {CONNECTIONS} connections, {} s each. A create writes the \
+         token and its audit event in one transaction.\n\n\
+         | store | build | connections | creates/s | p50 | p99 |\n|---|---|---:|---:|---:|---:|\n",
+        options.seconds
+    );
+    for (store, build, load, measured) in rows {
+        writeln!(
+            out,
+            "| {store} | {build} | {} | {:.0} | {} | {} |",
+            load.connections,
+            measured.requests_per_second,
+            micros_text(measured.p50_us),
+            micros_text(measured.p99_us)
         )?;
     }
     out.push('\n');
