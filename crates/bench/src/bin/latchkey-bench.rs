@@ -630,7 +630,8 @@ fn create_script(key: &str, run: &str) -> String {
     );
     let _ = writeln!(
         lua,
-        "function request()\n  count = count + 1\n  return wrk.format(nil, nil, nil, string.format({}, id, count))\nend",
+        "function request()\n  count = count + 1\n  \
+         return wrk.format(nil, nil, nil, string.format({}, id, count))\nend",
         lua_string(&template)
     );
     lua
@@ -749,8 +750,8 @@ async fn gateway_table(options: &Options) -> Result<String> {
     let _ = std::fs::remove_dir_all(&dir);
     let mut out = format!(
         "## Gateway overhead\n\nA Maps API table request (`GET {path}`) sent straight to the stub data API, and through \
-         `latchkey gateway` with a token that allows it: wrk as above, {} s each. With SQLite the gateway reads every token \
-         from the file (no change feed reaches it); with PostgreSQL it caches, kept true by LISTEN/NOTIFY.\n\n\
+         `latchkey gateway` with a token that allows it: wrk as above, {} s each. The gateway caches tokens, kept true \
+         by the file's change log with SQLite and by LISTEN/NOTIFY with PostgreSQL.\n\n\
          | route | requests/s | p50 | p99 | added at p50 |\n|---|---:|---:|---:|---:|\n",
         options.seconds
     );
