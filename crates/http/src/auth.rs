@@ -5,7 +5,7 @@ use axum::http::header;
 use axum::http::request::Parts;
 use latchkey_domain::{Identity, Principal};
 
-use crate::Services;
+use crate::Shared;
 use crate::error::ApiError;
 
 /// The longest credential that is looked at. A JWT with many claims is a
@@ -30,19 +30,19 @@ pub(crate) fn bearer(parts: &Parts) -> Option<&str> {
         .then_some(credential)
 }
 
-impl FromRequestParts<Services> for Caller {
+impl FromRequestParts<Shared> for Caller {
     type Rejection = ApiError;
 
-    async fn from_request_parts(parts: &mut Parts, services: &Services) -> Result<Self, Self::Rejection> {
+    async fn from_request_parts(parts: &mut Parts, services: &Shared) -> Result<Self, Self::Rejection> {
         let Identified(identity) = Identified::from_request_parts(parts, services).await?;
         Ok(Caller(identity.principal))
     }
 }
 
-impl FromRequestParts<Services> for Identified {
+impl FromRequestParts<Shared> for Identified {
     type Rejection = ApiError;
 
-    async fn from_request_parts(parts: &mut Parts, services: &Services) -> Result<Self, Self::Rejection> {
+    async fn from_request_parts(parts: &mut Parts, services: &Shared) -> Result<Self, Self::Rejection> {
         let credential = bearer(parts).ok_or(ApiError::Unauthorized)?;
         Ok(Identified(services.authenticator.authenticate(credential).await?))
     }

@@ -17,7 +17,7 @@ use serde::de::value::{MapDeserializer, SeqDeserializer};
 use serde::de::{DeserializeOwned, Expected, IntoDeserializer, Unexpected, Visitor};
 use serde_json::Value;
 
-use crate::Services;
+use crate::Shared;
 use crate::error::{ApiError, Detail, InputIssue};
 
 /// The fields serde reads for `T`, as its derived `Deserialize` declares
@@ -280,13 +280,13 @@ async fn read_limited(body: Body, limit: usize) -> Result<Bytes, ApiError> {
     if total > limit { Err(ApiError::PayloadTooLarge) } else { Ok(Bytes::from(buffer)) }
 }
 
-impl<T> FromRequest<Services> for JsonBody<T>
+impl<T> FromRequest<Shared> for JsonBody<T>
 where
     T: DeserializeOwned,
 {
     type Rejection = ApiError;
 
-    async fn from_request(request: Request, services: &Services) -> Result<Self, Self::Rejection> {
+    async fn from_request(request: Request, services: &Shared) -> Result<Self, Self::Rejection> {
         let content_type = request.headers().get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok());
         if !is_json(content_type) {
             return Err(ApiError::UnsupportedMediaType);

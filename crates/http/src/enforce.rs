@@ -20,7 +20,7 @@ use latchkey_app::{
     Ambiguity, Bearer, BodyPresence, BodyView, DecidingHeaders, Enforcer, RequestHead, Unmappable, Verdict,
 };
 
-use crate::Services;
+use crate::Shared;
 use crate::error::{ApiError, ErrorBody};
 use crate::guard::AuthFailure;
 
@@ -266,7 +266,7 @@ fn forward_auth_off() -> Response {
     )
 )]
 pub async fn forward_auth(
-    State(services): State<Services>,
+    State(services): State<Shared>,
     client: Option<axum::Extension<crate::guard::ClientIp>>,
     method: Method,
     uri: Uri,

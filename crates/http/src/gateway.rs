@@ -62,7 +62,6 @@ pub struct GatewaySettings {
     pub rate: RateLimits,
 }
 
-#[derive(Clone)]
 struct Gateway {
     enforcer: Arc<Enforcer>,
     readiness: Arc<Readiness>,
@@ -92,13 +91,14 @@ pub fn app(enforcer: Arc<Enforcer>, readiness: Arc<Readiness>, settings: Gateway
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(readyz))
         .fallback(proxy)
-        .with_state(gateway)
+        // One reference count to clone per request (see `crate::Shared`).
+        .with_state(Arc::new(gateway))
         .layer(axum::middleware::from_fn_with_state((limiter, Some(Surface::Gateway)), guard::limit_failures))
         .layer(axum::middleware::from_fn(guard::limit_headers));
     layers::wrap(router, &limits, counting)
 }
 
-async fn readyz(State(gateway): State<Gateway>) -> Response {
+async fn readyz(State(gateway): State<Arc<Gateway>>) -> Response {
     match gateway.readiness.check().await {
         Ok(()) => "ok".into_response(),
         Err(error) => ApiError::from(error).into_response(),
@@ -128,7 +128,7 @@ fn presence(headers: &HeaderMap) -> BodyPresence {
 }
 
 async fn proxy(
-    State(gateway): State<Gateway>,
+    State(gateway): State<Arc<Gateway>>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     request: Request,
 ) -> Response {

@@ -2,6 +2,7 @@
 //! limit, a timeout, JSON bodies on every error, and a last line against
 //! panics.
 
+use std::borrow::Cow;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -50,16 +51,28 @@ impl SequentialIds {
 
 impl MakeRequestId for SequentialIds {
     fn make_request_id<B>(&mut self, _: &Request<B>) -> Option<RequestId> {
+        use std::io::Write as _;
         let n = self.next.fetch_add(1, Ordering::Relaxed);
-        HeaderValue::from_str(&format!("{:016x}-{n:x}", self.prefix)).ok().map(RequestId::new)
+        // Written on the stack: the header value is the one allocation.
+        let mut text = [0u8; 33];
+        let mut cursor = std::io::Cursor::new(&mut text[..]);
+        write!(cursor, "{:016x}-{n:x}", self.prefix).ok()?;
+        let length = usize::try_from(cursor.position()).ok()?;
+        HeaderValue::from_bytes(&text[..length]).ok().map(RequestId::new)
     }
 }
 
 /// The path with every segment that looks like a secret replaced by its
 /// prefix, so that `/v3/tokens/{value}` never puts a token in a log line.
 /// The query is dropped: it may carry an `access_token`.
-pub(crate) fn redact_path(path: &str) -> String {
-    path.split('/')
+pub(crate) fn redact_path(path: &str) -> Cow<'_, str> {
+    // Most paths hold nothing to hide: they are logged as they are, without
+    // building a copy for every request.
+    if !path.contains("latchkey_") && path.split('/').all(|segment| segment.len() <= 64) {
+        return Cow::Borrowed(path);
+    }
+    let redacted = path
+        .split('/')
         .map(|segment| match segment.find("latchkey_") {
             Some(at) => {
                 let prefix_end = segment[at..].match_indices('_').nth(1).map_or(segment.len(), |(i, _)| at + i + 1);
@@ -69,7 +82,8 @@ pub(crate) fn redact_path(path: &str) -> String {
             None => segment.to_owned(),
         })
         .collect::<Vec<_>>()
-        .join("/")
+        .join("/");
+    Cow::Owned(redacted)
 }
 
 fn span_for(request: &Request<Body>) -> Span {

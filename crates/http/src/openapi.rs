@@ -9,7 +9,7 @@ use utoipa::{Modify, OpenApi};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use crate::Services;
+use crate::Shared;
 use crate::{enforce, routes, web};
 
 #[derive(OpenApi)]
@@ -47,7 +47,7 @@ impl Modify for BearerScheme {
 }
 
 /// Every documented route, with its handler.
-pub(crate) fn router() -> OpenApiRouter<Services> {
+pub(crate) fn router() -> OpenApiRouter<Shared> {
     OpenApiRouter::with_openapi(ApiDoc::openapi())
         .routes(routes!(routes::create_token, routes::list_tokens))
         .routes(routes!(routes::get_token, routes::update_token, routes::delete_token))
@@ -286,7 +286,7 @@ fn add_forward_auth_prefix(document: &mut Document) {
 }
 
 /// The wildcard route of [`add_forward_auth_prefix`].
-pub(crate) fn forward_auth_prefix_route() -> axum::Router<Services> {
+pub(crate) fn forward_auth_prefix_route() -> axum::Router<Shared> {
     use axum::routing::{MethodFilter, on};
     use utoipa::openapi::HttpMethod;
     let filter = |method: &HttpMethod| match method {

@@ -16,7 +16,7 @@ use latchkey_domain::{
 };
 use latchkey_ports::{AuditCursor, Cursor};
 
-use crate::Services;
+use crate::Shared;
 use crate::auth::{Caller, Identified};
 use crate::body::JsonBody;
 use crate::dto::{
@@ -154,7 +154,7 @@ fn paging<C>(query: Option<&str>, cursor: impl Fn(&str) -> Option<C>, extra: &[&
     )
 )]
 pub async fn create_token(
-    State(services): State<Services>,
+    State(services): State<Shared>,
     Caller(caller): Caller,
     body: JsonBody<CreateTokenRequest>,
 ) -> Result<Response, ApiError> {
@@ -193,7 +193,7 @@ pub async fn create_token(
     )
 )]
 pub async fn list_tokens(
-    State(services): State<Services>,
+    State(services): State<Shared>,
     Caller(caller): Caller,
     RawQuery(query): RawQuery,
 ) -> Result<Json<TokenPage>, ApiError> {
@@ -217,7 +217,7 @@ pub async fn list_tokens(
     )
 )]
 pub async fn get_token(
-    State(services): State<Services>,
+    State(services): State<Shared>,
     Caller(caller): Caller,
     Path(token): Path<String>,
 ) -> Result<Response, ApiError> {
@@ -244,7 +244,7 @@ pub async fn get_token(
     )
 )]
 pub async fn update_token(
-    State(services): State<Services>,
+    State(services): State<Shared>,
     Caller(caller): Caller,
     Path(token): Path<String>,
     headers: HeaderMap,
@@ -281,7 +281,7 @@ pub async fn update_token(
     )
 )]
 pub async fn delete_token(
-    State(services): State<Services>,
+    State(services): State<Shared>,
     Caller(caller): Caller,
     Path(token): Path<String>,
     headers: HeaderMap,
@@ -304,10 +304,7 @@ pub async fn delete_token(
         (status = 503, description = "Storage unavailable: treat as refused", body = ErrorBody),
     )
 )]
-pub async fn authorize(
-    State(services): State<Services>,
-    body: JsonBody<AuthorizeRequest>,
-) -> Result<Response, ApiError> {
+pub async fn authorize(State(services): State<Shared>, body: JsonBody<AuthorizeRequest>) -> Result<Response, ApiError> {
     let request = body.strict()?;
     let mut problems = Vec::new();
     let api = request
@@ -363,17 +360,28 @@ pub async fn authorize(
         .from_client(client_ip);
     let usage = if request.dry_run == Some(true) { Use::DryRun } else { Use::Record };
     let decision = services.authorizer.authorize(&request.token, &access, usage).await?;
-    let mut response = Json(match decision {
-        Decision::Allowed => AuthorizeResponse { allowed: true, reason: None },
-        Decision::Denied(reason) => AuthorizeResponse { allowed: false, reason: Some(reason.as_str().to_owned()) },
-    })
-    .into_response();
+    let mut response = decision_response(&decision);
     // A value that is not a token, or no token at all, may be a guess: the
     // rate limiter counts it. (An expired token or a refused source is not.)
     if matches!(decision, Decision::Denied(DenyReason::TokenMalformed | DenyReason::TokenUnknown)) {
         response.extensions_mut().insert(crate::guard::AuthFailure);
     }
     Ok(response)
+}
+
+/// The body of an authorize answer: [`AuthorizeResponse`] as serde would
+/// write it (a test holds the two together), without serializing on the
+/// hot path: the allowed answer is a constant, and a refusal one `format!`.
+fn decision_body(decision: &Decision) -> axum::body::Bytes {
+    match decision {
+        Decision::Allowed => axum::body::Bytes::from_static(br#"{"allowed":true,"reason":null}"#),
+        // Reason codes are fixed snake_case words: nothing to escape.
+        Decision::Denied(reason) => format!(r#"{{"allowed":false,"reason":"{}"}}"#, reason.as_str()).into(),
+    }
+}
+
+fn decision_response(decision: &Decision) -> Response {
+    ([(header::CONTENT_TYPE, HeaderValue::from_static("application/json"))], decision_body(decision)).into_response()
 }
 
 /// Gives the caller's token a new value. The previous value keeps working
@@ -397,7 +405,7 @@ pub async fn authorize(
     )
 )]
 pub async fn roll_token(
-    State(services): State<Services>,
+    State(services): State<Shared>,
     Caller(caller): Caller,
     Path(token): Path<String>,
     headers: HeaderMap,
@@ -443,7 +451,7 @@ pub async fn roll_token(
     )
 )]
 pub async fn list_org_tokens(
-    State(services): State<Services>,
+    State(services): State<Shared>,
     Identified(caller): Identified,
     RawQuery(query): RawQuery,
 ) -> Result<Json<OrgTokenPage>, ApiError> {
@@ -477,7 +485,7 @@ pub async fn list_org_tokens(
     )
 )]
 pub async fn revoke_org_token(
-    State(services): State<Services>,
+    State(services): State<Shared>,
     Identified(caller): Identified,
     Path(id): Path<String>,
 ) -> Result<StatusCode, ApiError> {
@@ -542,7 +550,7 @@ fn wire(value: &AuditValue) -> serde_json::Value {
     )
 )]
 pub async fn audit(
-    State(services): State<Services>,
+    State(services): State<Shared>,
     Identified(caller): Identified,
     RawQuery(query): RawQuery,
 ) -> Result<Json<AuditPageBody>, ApiError> {
@@ -575,7 +583,7 @@ fn policy_body(policy: &OrgPolicy) -> PolicyBody {
     responses((status = 200, description = "The policy", body = PolicyBody)),
 )]
 pub async fn get_policy(
-    State(services): State<Services>,
+    State(services): State<Shared>,
     Identified(caller): Identified,
 ) -> Result<Json<PolicyBody>, ApiError> {
     Ok(Json(policy_body(&services.org.policy(&caller).await?)))
@@ -595,7 +603,7 @@ pub async fn get_policy(
     )
 )]
 pub async fn put_policy(
-    State(services): State<Services>,
+    State(services): State<Shared>,
     Identified(caller): Identified,
     body: JsonBody<PolicyBody>,
 ) -> Result<Json<PolicyBody>, ApiError> {
@@ -650,7 +658,7 @@ pub async fn put_policy(
     )
 )]
 pub async fn connections(
-    State(services): State<Services>,
+    State(services): State<Shared>,
     Caller(caller): Caller,
 ) -> Result<Json<ConnectionList>, ApiError> {
     let connections = services.connections.list(&caller).await?;
@@ -669,7 +677,7 @@ pub async fn connections(
     responses((status = 200, description = "Every series, in the OpenMetrics text format",
         content_type = "application/openmetrics-text", body = String)),
 )]
-pub async fn metrics(State(services): State<Services>) -> Response {
+pub async fn metrics(State(services): State<Shared>) -> Response {
     metrics_text(services.authorizer.metrics())
 }
 
@@ -692,7 +700,33 @@ pub async fn healthz() -> Json<Status> {
         (status = 503, description = "Storage does not answer", body = ErrorBody),
     )
 )]
-pub async fn readyz(State(services): State<Services>) -> Result<Json<Status>, ApiError> {
+pub async fn readyz(State(services): State<Shared>) -> Result<Json<Status>, ApiError> {
     services.readiness.check().await?;
     Ok(Json(Status { status: "ok".into() }))
+}
+
+#[cfg(test)]
+mod tests {
+    use latchkey_app::Decision;
+    use latchkey_domain::DenyReason;
+
+    use super::decision_body;
+    use crate::dto::AuthorizeResponse;
+
+    /// The hand-written answers are byte for byte what serde writes for the
+    /// schema type, for the allowed answer and every reason.
+    #[test]
+    fn decision_bodies_are_the_serialized_schema() {
+        let serialized = |allowed: bool, reason: Option<&str>| {
+            serde_json::to_vec(&AuthorizeResponse { allowed, reason: reason.map(str::to_owned) }).unwrap()
+        };
+        assert_eq!(decision_body(&Decision::Allowed).as_ref(), serialized(true, None));
+        for reason in DenyReason::ALL {
+            assert_eq!(
+                decision_body(&Decision::Denied(reason)).as_ref(),
+                serialized(false, Some(reason.as_str())),
+                "{reason:?}"
+            );
+        }
+    }
 }

@@ -10,11 +10,18 @@
 //! beside this one's, alternated store by store: an A/B of a change to the
 //! write path.
 //!
+//! The edge section sets cached authorize beside `/healthz`, and the gateway
+//! and nginx `auth_request` beside nginx as a bare proxy (see `edge`); the
+//! report ends on a table of every target with the figure and the peer
+//! measured for it in this run.
+//!
 //! `latchkey-bench baseline --listen ADDR` is the bare axum server the
 //! HTTP figures are compared with: the same runtime and HTTP stack, a
 //! handler that answers a constant body.
 
 #![allow(clippy::print_stdout, clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs)]
+
+mod edge;
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
@@ -59,7 +66,8 @@ struct Options {
     seconds: u64,
     scale: Vec<u64>,
     trials: usize,
-    /// Which load sections to run: http, create, gateway, propagation, scale.
+    /// Which load sections to run: http, create, gateway, edge, propagation,
+    /// scale.
     sections: Vec<String>,
     /// Other `latchkey` binaries to measure token creation against, by label.
     compare: Vec<(String, PathBuf)>,
@@ -78,7 +86,7 @@ async fn main() -> Result<()> {
         seconds: 5,
         scale: vec![10_000, 1_000_000],
         trials: 200,
-        sections: vec!["http".into(), "create".into(), "gateway".into(), "propagation".into(), "scale".into()],
+        sections: ["http", "create", "gateway", "edge", "propagation", "scale"].map(str::to_owned).to_vec(),
         compare: Vec::new(),
     };
     let mut rest = args.iter();
@@ -124,12 +132,45 @@ async fn main() -> Result<()> {
     if wants("gateway") {
         add(gateway_table(&options).await?);
     }
+    let mut targets = Vec::new();
+    if wants("edge") {
+        let mut figures = edge::EdgeFigures::default();
+        add(edge::edge_table(&options, &mut figures).await?);
+        targets.extend(edge::edge_targets(&figures));
+    }
     if wants("propagation") {
-        add(propagation_table(&options).await?);
+        let (table, p99s) = propagation_table(&options).await?;
+        add(table);
+        for (store, p99) in p99s {
+            targets.push(edge::TargetRow {
+                what: format!("revocation across two processes on one {store} database, p99 (cache on)"),
+                measured: micros_text(p99.as_secs_f64() * 1e6),
+                peer: "—".into(),
+                target: "≤ 100 ms".into(),
+                met: Some(p99 <= Duration::from_millis(100)),
+            });
+        }
     }
     if wants("scale") {
-        add(scale_table(&options).await?);
+        let (table, p99s) = scale_table(&options).await?;
+        add(table);
+        let postgres: Vec<_> = p99s.iter().filter(|(store, ..)| *store == "postgres").collect();
+        if let (Some((_, small, small_p99)), Some((_, large, large_p99))) = (postgres.first(), postgres.last()) {
+            targets.push(edge::TargetRow {
+                what: format!("PostgreSQL uncached authorize p99, {small} → {large} tokens"),
+                measured: format!("{} → {}", micros_text(*small_p99), micros_text(*large_p99)),
+                peer: "—".into(),
+                target: "flat within noise, or the cause shown".into(),
+                // Within noise: a run-to-run spread of p99 on this machine
+                // is tens of percent, so flat means less than half again.
+                met: Some(*large_p99 <= small_p99 * 1.5),
+            });
+        }
     }
+    if let Some(row) = edge::reworded_target(&options.root) {
+        targets.push(row);
+    }
+    add(edge::targets_table(&targets));
     let out = options.root.join("target/bench/report.md");
     std::fs::create_dir_all(out.parent().unwrap())?;
     std::fs::write(&out, &report)?;
@@ -212,7 +253,9 @@ fn decision_table(root: &Path) -> Result<String> {
         }
     }
     if !any {
-        bail!("no criterion results under target/criterion: run the decision benchmark first");
+        // `cargo xtask bench` runs criterion first; a run of this binary
+        // alone (one section, say) reports the load figures only.
+        out.push_str("\nNo criterion results under target/criterion: `cargo xtask bench` runs them first.\n");
     }
     Ok(out)
 }
@@ -261,17 +304,27 @@ struct Server {
     child: Child,
     url: String,
     key: Option<String>,
+    log: PathBuf,
 }
 
 impl Server {
     async fn start(binary: &Path, args: &[&str], envs: &[(&str, &str)]) -> Result<Self> {
+        // The default log level, as an operator runs it (the cost of what it
+        // logs per request is part of the figures); the lines go to a file,
+        // shown if the server does not start.
+        static STARTED: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let log = std::env::temp_dir().join(format!(
+            "latchkey-bench-{}-{}.log",
+            std::process::id(),
+            STARTED.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+        ));
         let mut command = Command::new(binary);
         command
             .args(args)
             .env("LATCHKEY_SECRET_KEY", SECRET_KEY)
-            .env("RUST_LOG", "warn")
+            .env_remove("RUST_LOG")
             .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
+            .stderr(std::fs::File::create(&log)?)
             .kill_on_drop(true);
         for (key, value) in envs {
             command.env(key, value);
@@ -281,38 +334,41 @@ impl Server {
         let mut key = None;
         let deadline = Instant::now() + Duration::from_secs(120);
         loop {
-            let line =
-                tokio::time::timeout_at(deadline.into(), lines.next_line()).await??.context("the server exited")?;
+            let line = tokio::time::timeout_at(deadline.into(), lines.next_line()).await??.with_context(|| {
+                format!("the server exited:\n{}", std::fs::read_to_string(&log).unwrap_or_default())
+            })?;
             if line.starts_with("latchkey_uk_") {
                 key = Some(line);
             } else if let Some(url) = line.strip_prefix("latchkey listening on ") {
                 let url = url.to_owned();
                 tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
-                return Ok(Self { child, url, key });
+                return Ok(Self { child, url, key, log });
             }
         }
     }
 
     async fn serve(binary: &Path, database: &str, cached: bool) -> Result<Self> {
+        Self::serve_with(binary, database, cached, &[]).await
+    }
+
+    /// `serve` with `extra` arguments after the usual ones.
+    async fn serve_with(binary: &Path, database: &str, cached: bool, extra: &[&str]) -> Result<Self> {
         let capacity = if cached { "100000" } else { "0" };
-        Self::start(
-            binary,
-            // Loopback is exempt from rate limiting: the propagation trials
-            // ask about deleted tokens on purpose, many times a second.
-            &[
-                "serve",
-                "--listen",
-                "127.0.0.1:0",
-                "--database",
-                database,
-                "--cache-capacity",
-                capacity,
-                "--rate-limit-exempt",
-                "127.0.0.1",
-            ],
-            &[],
-        )
-        .await
+        // Loopback is exempt from rate limiting: the propagation trials ask
+        // about deleted tokens on purpose, many times a second.
+        let mut args = vec![
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--database",
+            database,
+            "--cache-capacity",
+            capacity,
+            "--rate-limit-exempt",
+            "127.0.0.1",
+        ];
+        args.extend_from_slice(extra);
+        Self::start(binary, &args, &[]).await
     }
 
     fn peak_memory_kib(&self) -> Option<u64> {
@@ -326,6 +382,7 @@ impl Server {
             let _ = Command::new("kill").args(["-TERM", &pid.to_string()]).status().await;
         }
         let _ = tokio::time::timeout(Duration::from_secs(20), self.child.wait()).await;
+        let _ = std::fs::remove_file(&self.log);
     }
 }
 
@@ -786,11 +843,51 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
     sorted[rank.clamp(1, sorted.len()) - 1]
 }
 
-async fn propagation_table(options: &Options) -> Result<String> {
+/// Two instances on one database, SQLite file and PostgreSQL: how long
+/// after a DELETE through one the other refuses the token it had cached.
+async fn propagation_table(options: &Options) -> Result<(String, Vec<(&'static str, Duration)>)> {
+    let mut out = format!(
+        "## Revocation propagation\n\nTwo instances (`serve`, cache on) on one database: one SQLite file, whose \
+         change log each process polls, or one PostgreSQL database, with LISTEN/NOTIFY. Each trial creates a token \
+         through A, authorizes it through B (so B caches it), deletes it through A, then asks B in a loop: the time \
+         from the DELETE's answer to B's first refusal. {} trials each. Target: p99 ≤ 100 ms.\n\n\
+         | store | p50 | p99 | max |\n|---|---:|---:|---:|\n",
+        options.trials
+    );
+    let dir = std::env::temp_dir().join(format!("latchkey-bench-propagation-{}", std::process::id()));
+    std::fs::create_dir_all(&dir)?;
+    let mut p99s = Vec::new();
+    for store in ["sqlite", "postgres"] {
+        let (database, postgres) = if store == "sqlite" {
+            (format!("sqlite://{}/propagation.db", dir.display()), None)
+        } else {
+            let db = fresh_postgres().await?;
+            (db.url().to_owned(), Some(db))
+        };
+        let times = propagation_times(options, &database).await?;
+        if let Some(db) = postgres {
+            db.drop_database().await;
+        }
+        let p99 = percentile(&times, 99.0);
+        writeln!(
+            out,
+            "| {store} | {} | {} | {} |",
+            micros_text(percentile(&times, 50.0).as_secs_f64() * 1e6),
+            micros_text(p99.as_secs_f64() * 1e6),
+            micros_text(times.last().copied().unwrap_or_default().as_secs_f64() * 1e6),
+        )?;
+        p99s.push((store, p99));
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+    out.push('\n');
+    Ok((out, p99s))
+}
+
+/// The propagation trials on one database, sorted.
+async fn propagation_times(options: &Options, database: &str) -> Result<Vec<Duration>> {
     let client = reqwest::Client::new();
-    let db = fresh_postgres().await?;
-    let a = Server::serve(&options.latchkey, db.url(), true).await?;
-    let b = Server::serve(&options.latchkey, db.url(), true).await?;
+    let a = Server::serve(&options.latchkey, database, true).await?;
+    let b = Server::serve(&options.latchkey, database, true).await?;
     let key = a.key.clone().context("bootstrap key")?;
     tokio::time::sleep(Duration::from_millis(500)).await;
     let mut times = Vec::with_capacity(options.trials);
@@ -833,18 +930,8 @@ async fn propagation_table(options: &Options) -> Result<String> {
     }
     a.stop().await;
     b.stop().await;
-    db.drop_database().await;
     times.sort();
-    Ok(format!(
-        "## Revocation propagation\n\nTwo instances on one PostgreSQL database. Each trial creates a token through A, \
-         authorizes it through B (so B caches it), deletes it through A, then asks B in a loop: the time from the \
-         DELETE's answer to B's first refusal. {} trials. Target: p99 ≤ 100 ms.\n\n\
-         | p50 | p99 | max |\n|---:|---:|---:|\n| {} | {} | {} |\n\n",
-        times.len(),
-        micros_text(percentile(&times, 50.0).as_secs_f64() * 1e6),
-        micros_text(percentile(&times, 99.0).as_secs_f64() * 1e6),
-        micros_text(times.last().copied().unwrap_or_default().as_secs_f64() * 1e6),
-    ))
+    Ok(times)
 }
 
 // ------------------------------------------------------------------ scale
@@ -896,7 +983,9 @@ async fn fill_postgres(url: &str, count: u64) -> Result<()> {
     Ok(())
 }
 
-async fn scale_table(options: &Options) -> Result<String> {
+/// The scale table, and authorize's p99 by (store, tokens).
+async fn scale_table(options: &Options) -> Result<(String, Vec<(&'static str, u64, f64)>)> {
+    let mut p99s = Vec::new();
     let client = reqwest::Client::new();
     let mut out = format!(
         "## Scale\n\nThe store holds N tokens (a thousand users' filler plus the measured user's 120). Authorize with \
@@ -965,9 +1054,10 @@ async fn scale_table(options: &Options) -> Result<String> {
                 authorize.requests_per_second,
                 micros_text(list.p99_us)
             )?;
+            p99s.push((store, count, authorize.p99_us));
         }
     }
     let _ = std::fs::remove_dir_all(&dir);
     out.push('\n');
-    Ok(out)
+    Ok((out, p99s))
 }
