@@ -30,8 +30,10 @@ verbs:
                        machines without Chromium); --fast leaves out the browser,
                        the clients, schemathesis and fuzzing. CI uses neither.
   bench [--quick]      every benchmark (decision latency against Cedar and Casbin,
-                       HTTP authorize, revocation propagation, scale): prints one
-                       table and writes target/bench/report.md; --quick shortens
+                       HTTP authorize, creates, the gateway, the edge against
+                       nginx, revocation propagation, scale) and the table of
+                       targets: prints it all and writes
+                       target/bench/report.md; --quick shortens
                        the runs and stops the scale test at 100 000 tokens
   fuzz [--seconds N]   run every fuzz target for N seconds (default 60)
   schemathesis [--seconds N]
@@ -267,11 +269,16 @@ fn browser_test() -> Result<()> {
 
 fn bench(quick: bool) -> Result<()> {
     let root = architecture::workspace_root();
-    if Command::new("wrk").arg("--version").output().is_err() {
-        println!("wrk is missing; installing Debian's package");
+    // wrk loads the servers; nginx is the data API and the peer of the edge
+    // section.
+    let nginx = std::path::Path::new("/usr/sbin/nginx").exists();
+    if Command::new("wrk").arg("--version").output().is_err() || !nginx {
+        println!("wrk or nginx is missing; installing Debian's packages");
         // A fresh machine has no package lists yet.
         run("apt-get", &["update", "-qq"], &root)?;
-        run("apt-get", &["install", "-y", "-qq", "wrk"], &root)?;
+        run("apt-get", &["install", "-y", "-qq", "wrk", "nginx"], &root)?;
+        // Debian starts the packaged nginx on port 80; the bench starts its own.
+        let _ = Command::new("nginx").args(["-s", "stop"]).status();
     }
     let mut envs = Vec::new();
     if let Some(url) = postgres_for_tests() {

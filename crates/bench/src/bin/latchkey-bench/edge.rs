@@ -136,12 +136,27 @@ impl Nginx {
         bail!("nginx does not listen on {port}")
     }
 
-    async fn stop(mut self) {
+    /// Asks the master to stop its workers and exit. Without it, a run
+    /// that fails half-way would kill the master outright (`kill_on_drop`)
+    /// and leave its workers listening.
+    fn quit(&self) {
         if let Some(pid) = self.child.id() {
-            let _ = Command::new("kill").args(["-QUIT", &pid.to_string()]).status().await;
+            let _ = std::process::Command::new("kill").args(["-QUIT", &pid.to_string()]).status();
         }
+    }
+
+    async fn stop(mut self) {
+        self.quit();
         let _ = tokio::time::timeout(Duration::from_secs(20), self.child.wait()).await;
         let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+impl Drop for Nginx {
+    fn drop(&mut self) {
+        if matches!(self.child.try_wait(), Ok(None)) {
+            self.quit();
+        }
     }
 }
 
