@@ -43,9 +43,10 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 /// The fenced block of `language` in docs/deploy.md.
 fn documented(language: &str) -> String {
-    let deploy = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../docs/deploy.md")).unwrap();
-    let block = deploy.split(&format!("```{language}\n")).nth(1).unwrap_or_else(|| panic!("no {language} block"));
-    block.split("```").next().unwrap().to_owned()
+    latchkey_testkit::nginx::documented(
+        Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../../docs/deploy.md")),
+        language,
+    )
 }
 
 fn free_port() -> u16 {
@@ -95,20 +96,7 @@ fn start_nginx(root: &Path, port: u16, upstream: &str, latchkey: &str) -> Proces
         .replace("LISTEN", &format!("127.0.0.1:{port}"))
         .replace("UPSTREAM", upstream)
         .replace("LATCHKEY", latchkey);
-    let temp = |name: &str| root.join(name).display().to_string();
-    let config = format!(
-        "user root;\nworker_processes 1;\ndaemon off;\npid {pid};\nerror_log {log} info;\n\
-         events {{ worker_connections 256; }}\n\
-         http {{\n  access_log off;\n  client_body_temp_path {body};\n  proxy_temp_path {proxy};\n  \
-         fastcgi_temp_path {fcgi};\n  uwsgi_temp_path {uwsgi};\n  scgi_temp_path {scgi};\n{server}\n}}\n",
-        pid = temp("nginx.pid"),
-        log = temp("error.log"),
-        body = temp("body"),
-        proxy = temp("proxy"),
-        fcgi = temp("fcgi"),
-        uwsgi = temp("uwsgi"),
-        scgi = temp("scgi"),
-    );
+    let config = latchkey_testkit::nginx::config(root, "1", &server);
     std::fs::write(root.join("nginx.conf"), config).unwrap();
     let mut child = Command::new(tool("LATCHKEY_TEST_NGINX", "/usr/sbin/nginx"))
         .args(["-p", root.to_str().unwrap(), "-c", root.join("nginx.conf").to_str().unwrap()])

@@ -1,8 +1,8 @@
 //! Fixtures shared by the test suites, written once: the principals,
 //! connections, drafts, policies and tokens that the domain's, the use
 //! cases', the storage contract's, the benchmarks' and the fuzz targets'
-//! tests are built from, and the one JSON helper the HTTP-level suites
-//! share ([`changed`]).
+//! tests are built from, the one JSON helper the HTTP-level suites share
+//! ([`changed`]), and nginx configured as docs/deploy.md says ([`nginx`]).
 //!
 //! Architecture invariant: a dev-dependency only (the storage contract
 //! suite, itself only a dev-dependency, aside); of the workspace it knows
@@ -10,6 +10,8 @@
 //! fixture that breaks a rule is a broken test.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+pub mod nginx;
 
 use latchkey_domain::audit::{AuditAction, AuditEvent, token_changes};
 use latchkey_domain::validation::{ExpirationInput, GrantDraft, TokenDraft, validate};

@@ -56,13 +56,6 @@ fn free_port() -> Result<u16> {
     Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
 }
 
-/// The nginx configuration block docs/deploy.md documents.
-fn documented_nginx(root: &Path) -> Result<String> {
-    let deploy = std::fs::read_to_string(root.join("docs/deploy.md")).context("docs/deploy.md")?;
-    let block = deploy.split("```nginx\n").nth(1).context("no nginx block in docs/deploy.md")?;
-    Ok(block.split("```").next().unwrap_or_default().to_owned())
-}
-
 /// An nginx process, stopped with SIGTERM (killed outright it leaves its
 /// workers behind).
 struct Nginx {
@@ -77,39 +70,26 @@ impl Nginx {
         let [upstream, bare, auth] = ports;
         let dir = std::env::temp_dir().join(format!("latchkey-bench-nginx-{}", std::process::id()));
         std::fs::create_dir_all(&dir)?;
-        let documented = documented_nginx(root)?
+        let documented = latchkey_testkit::nginx::documented(&root.join("docs/deploy.md"), "nginx")
             .replace("LISTEN", &format!("127.0.0.1:{auth}"))
             .replace("UPSTREAM", &format!("127.0.0.1:{upstream}"))
             .replace("LATCHKEY", latchkey);
-        // `user root` keeps the workers able to use the temporary folders
-        // (nginx ignores it, with a warning, when not started as root).
         // The bare proxy forwards as the documented configuration does once
         // latchkey has said yes (the same upstream block, so the same
         // keep-alive to the data API), without asking latchkey.
-        let temp = |name: &str| dir.join(name).display().to_string();
-        let config = format!(
-            "user root;\nworker_processes auto;\ndaemon off;\npid {pid};\nerror_log {log} warn;\n\
-             events {{ worker_connections 1024; }}\n\
-             http {{\n  access_log off;\n  client_body_temp_path {body};\n  proxy_temp_path {proxy};\n  \
-             fastcgi_temp_path {fcgi};\n  uwsgi_temp_path {uwsgi};\n  scgi_temp_path {scgi};\n\
-             server {{\n    listen 127.0.0.1:{upstream};\n    keepalive_requests 100000;\n    \
+        let servers = format!(
+            "server {{\n    listen 127.0.0.1:{upstream};\n    keepalive_requests 100000;\n    \
              location / {{ default_type application/json; return 200 '{UPSTREAM_BODY}'; }}\n  }}\n\
              server {{\n    listen 127.0.0.1:{bare};\n    location / {{\n      \
              proxy_set_header X-Forwarded-For $remote_addr;\n      proxy_http_version 1.1;\n      \
-             proxy_set_header Connection \"\";\n      proxy_pass http://data_api;\n    }}\n  }}\n{documented}\n}}\n",
-            pid = temp("nginx.pid"),
-            log = temp("error.log"),
-            body = temp("body"),
-            proxy = temp("proxy"),
-            fcgi = temp("fcgi"),
-            uwsgi = temp("uwsgi"),
-            scgi = temp("scgi"),
+             proxy_set_header Connection \"\";\n      proxy_pass http://data_api;\n    }}\n  }}\n{documented}"
         );
+        let config = latchkey_testkit::nginx::config(&dir, "auto", &servers);
         let conf = dir.join("nginx.conf");
         std::fs::write(&conf, config)?;
         let child = Command::new(std::env::var("LATCHKEY_BENCH_NGINX").unwrap_or_else(|_| "/usr/sbin/nginx".into()))
             .args(["-p", dir.to_str().unwrap_or_default(), "-c", conf.to_str().unwrap_or_default()])
-            .args(["-e", &temp("error.log")])
+            .args(["-e", &dir.join("error.log").display().to_string()])
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .kill_on_drop(true)

@@ -66,8 +66,8 @@ struct Options {
     seconds: u64,
     scale: Vec<u64>,
     trials: usize,
-    /// Which load sections to run: http, create, gateway, edge, propagation,
-    /// scale.
+    /// Which load sections to run: http, create, edge (the gateway among
+    /// its peers), propagation, scale.
     sections: Vec<String>,
     /// Other `latchkey` binaries to measure token creation against, by label.
     compare: Vec<(String, PathBuf)>,
@@ -86,7 +86,7 @@ async fn main() -> Result<()> {
         seconds: 5,
         scale: vec![10_000, 1_000_000],
         trials: 200,
-        sections: ["http", "create", "gateway", "edge", "propagation", "scale"].map(str::to_owned).to_vec(),
+        sections: ["http", "create", "edge", "propagation", "scale"].map(str::to_owned).to_vec(),
         compare: Vec::new(),
     };
     let mut rest = args.iter();
@@ -128,9 +128,6 @@ async fn main() -> Result<()> {
     }
     if wants("create") {
         add(create_table(&options).await?);
-    }
-    if wants("gateway") {
-        add(gateway_table(&options).await?);
     }
     let mut targets = Vec::new();
     if wants("edge") {
@@ -514,7 +511,7 @@ fn micros_text(us: f64) -> String {
 
 async fn baseline(listen: &str) -> Result<()> {
     // Every path answers the same small JSON: the bare handler of the HTTP
-    // comparison, and the stub data API of the gateway comparison.
+    // comparison.
     let app = axum::Router::new()
         .fallback(|| async { ([("content-type", "application/json")], r#"{"allowed":true,"reason":null}"#) });
     let listener = tokio::net::TcpListener::bind(listen).await?;
@@ -744,89 +741,6 @@ async fn create_table(options: &Options) -> Result<String> {
             measured.requests_per_second,
             micros_text(measured.p50_us),
             micros_text(measured.p99_us)
-        )?;
-    }
-    out.push('\n');
-    Ok(out)
-}
-
-// ------------------------------------------------------------------ gateway
-
-async fn gateway_table(options: &Options) -> Result<String> {
-    let client = reqwest::Client::new();
-    let this = std::env::current_exe()?;
-    let stub = Server::start(&this, &["baseline", "--listen", "127.0.0.1:0"], &[]).await?;
-    let path = "/v3/maps/carto_dw/table?name=my-project.dataset.cities";
-    let direct = wrk(&format!("{}{path}", stub.url), options.seconds, "GET", None, None).await?;
-    let dir = std::env::temp_dir().join(format!("latchkey-bench-gateway-{}", std::process::id()));
-    std::fs::create_dir_all(&dir)?;
-    let mut rows = Vec::new();
-    for store in ["sqlite", "postgres"] {
-        let (database, postgres) = if store == "sqlite" {
-            (format!("sqlite://{}/gateway.db", dir.display()), None)
-        } else {
-            let db = fresh_postgres().await?;
-            (db.url().to_owned(), Some(db))
-        };
-        let serve = Server::serve(&options.latchkey, &database, true).await?;
-        let key = serve.key.clone().context("bootstrap key")?;
-        let token = call(
-            &client,
-            reqwest::Method::POST,
-            &format!("{}/v3/tokens", serve.url),
-            Some(&key),
-            Some(token_body("gateway")),
-        )
-        .await?;
-        let value = token["token"].as_str().unwrap_or_default().to_owned();
-        let gateway = Server::start(
-            &options.latchkey,
-            &[
-                "gateway",
-                "--org",
-                "default",
-                "--listen",
-                "127.0.0.1:0",
-                "--database",
-                &database,
-                "--upstream",
-                &stub.url,
-            ],
-            &[],
-        )
-        .await?;
-        let through = wrk(&format!("{}{path}", gateway.url), options.seconds, "GET", None, Some(&value)).await?;
-        gateway.stop().await;
-        serve.stop().await;
-        if let Some(db) = postgres {
-            db.drop_database().await;
-        }
-        rows.push((store, through));
-    }
-    stub.stop().await;
-    let _ = std::fs::remove_dir_all(&dir);
-    let mut out = format!(
-        "## Gateway overhead\n\nA Maps API table request (`GET {path}`) sent straight to the stub data API, and through \
-         `latchkey gateway` with a token that allows it: wrk as above, {} s each. The gateway caches tokens, kept true \
-         by the file's change log with SQLite and by LISTEN/NOTIFY with PostgreSQL.\n\n\
-         | route | requests/s | p50 | p99 | added at p50 |\n|---|---:|---:|---:|---:|\n",
-        options.seconds
-    );
-    writeln!(
-        out,
-        "| straight to the stub | {:.0} | {} | {} | — |",
-        direct.requests_per_second,
-        micros_text(direct.p50_us),
-        micros_text(direct.p99_us)
-    )?;
-    for (store, load) in rows {
-        writeln!(
-            out,
-            "| through the gateway, {store} | {:.0} | {} | {} | {} |",
-            load.requests_per_second,
-            micros_text(load.p50_us),
-            micros_text(load.p99_us),
-            micros_text((load.p50_us - direct.p50_us).max(0.0))
         )?;
     }
     out.push('\n');
